@@ -1,0 +1,66 @@
+"""Where offline data lives, and how a user path (file, its folder, or the data root) finds a data file.
+
+No path is hard-coded: :func:`default_data_dir` reads ``$SKILLMERGE_DATA_DIR``, else ``../shared/data``
+relative to the working directory when that folder exists.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from skillmerge.errors import UsageError
+
+DATA_DIR_ENV = "SKILLMERGE_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """The offline data folder: ``$SKILLMERGE_DATA_DIR``, else ``../shared/data`` from the working directory.
+
+    Raises :class:`UsageError` when neither exists, so callers never read from a surprising place.
+    """
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_dir():
+            raise UsageError(f"{DATA_DIR_ENV}={env}: not a folder")
+        return path
+    path = Path.cwd().parent / "shared" / "data"
+    if path.is_dir():
+        return path.resolve()
+    raise UsageError(f"no offline data folder: set {DATA_DIR_ENV} or pass a path (looked for {path})")
+
+
+def _start(path: str | Path | None, subdir: str) -> Path:
+    start = default_data_dir() / subdir if path is None else Path(path).expanduser()
+    if not start.exists():
+        raise UsageError(f"{start}: no such file or folder")
+    return start
+
+
+def locate_file(path: str | Path | None, *, subdir: str, names: tuple[str, ...]) -> Path:
+    """Resolve ``path`` to one data file.
+
+    ``path`` may be the file itself (any name), a folder holding one of ``names``, or a data root holding
+    ``subdir/`` with it; ``None`` means ``default_data_dir() / subdir``.
+    """
+    start = _start(path, subdir)
+    if start.is_file():
+        return start
+    for folder in (start, start / subdir):
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+    raise UsageError(f"{start}: no {' or '.join(names)} in this folder or in {subdir}/")
+
+
+def locate_files(path: str | Path | None, *, subdir: str, suffix: str) -> list[Path]:
+    """Resolve ``path`` to a sorted list of ``*suffix`` files: one file, a folder of them, or a data root."""
+    start = _start(path, subdir)
+    if start.is_file():
+        return [start]
+    for folder in (start, start / subdir):
+        files = sorted(p for p in folder.glob(f"*{suffix}") if p.is_file()) if folder.is_dir() else []
+        if files:
+            return files
+    raise UsageError(f"{start}: no *{suffix} files in this folder or in {subdir}/")
