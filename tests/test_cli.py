@@ -69,7 +69,7 @@ def test_data_check_skip_bad_counts_skipped_lines(tmp_path: Path, capsys: pytest
     assert code == 0
     report = json.loads(out)
     assert report["total"]["examples"] == 2
-    assert report["total"]["skipped"] == 2
+    assert [s["line"] for s in report["files"][0]["skipped"]] == [2, 3]
 
 
 def test_unknown_template_is_refused(
@@ -91,3 +91,63 @@ def test_import_gguf_missing_file_is_exit_2(tmp_path: Path, capsys: pytest.Captu
     assert code == 2
     assert str(missing) in err
     assert not (tmp_path / "out").exists()
+
+
+def _write_records(path: Path, n: int, *, extra_prompt: str | None = None) -> None:
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"question {i}"},
+                {"role": "assistant", "content": f"a{i}"},
+            ],
+            "source": "even" if i % 2 == 0 else "odd",
+        }
+        for i in range(n)
+    ]
+    if extra_prompt is not None:
+        rows.append(
+            {"messages": [{"role": "user", "content": extra_prompt}, {"role": "assistant", "content": "x"}]}
+        )
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_data_sample_writes_nested_caps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "skill.jsonl"
+    _write_records(src, 40)
+    code, _, _ = _run(["data", "sample", str(src), "--caps", "3,10", "--out", str(tmp_path / "s")], capsys)
+    assert code == 0
+    small = [json.loads(x) for x in (tmp_path / "s" / "cap-3.jsonl").read_text().splitlines()]
+    large = [json.loads(x) for x in (tmp_path / "s" / "cap-10.jsonl").read_text().splitlines()]
+    assert len(small) == 6 and len(large) == 20
+    assert all(r in large for r in small)
+    code, _, err = _run(["data", "sample", str(src), "--caps", "3", "--out", str(tmp_path / "s")], capsys)
+    assert code == 2 and "--overwrite" in err
+
+
+def test_data_split_and_mix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "skill.jsonl"
+    _write_records(src, 20)
+    code, _, _ = _run(["data", "split", str(src), "--val-count", "4", "--out", str(tmp_path / "sp")], capsys)
+    assert code == 0
+    assert len((tmp_path / "sp" / "validation.jsonl").read_text().splitlines()) == 4
+    assert len((tmp_path / "sp" / "train.jsonl").read_text().splitlines()) == 16
+    (tmp_path / "mix.yaml").write_text("sources:\n  skill.jsonl: 50\nseed: 1\n")
+    code, out, _ = _run(
+        ["data", "mix", str(tmp_path / "mix.yaml"), "--out", str(tmp_path / "m.jsonl")], capsys
+    )
+    assert code == 0 and "wrote 50 records" in out
+    assert len((tmp_path / "m.jsonl").read_text().splitlines()) == 50
+
+
+def test_data_leakage_exits_1_on_a_leak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from skillmerge.data.sources import load_prompts
+
+    harm = load_prompts("harmbench")[7].prompt
+    clean, leaky = tmp_path / "clean.jsonl", tmp_path / "leaky.jsonl"
+    _write_records(clean, 5)
+    _write_records(leaky, 5, extra_prompt="  " + harm.upper() + " ")
+    code, out, _ = _run(["data", "leakage", str(clean), "--against", "harmbench"], capsys)
+    assert code == 0 and "0 leaked" in out
+    code, out, _ = _run(["data", "leakage", str(leaky), "--against", "harmbench", "--json"], capsys)
+    assert code == 1
+    assert json.loads(out)["n_leaked_records"] == 1

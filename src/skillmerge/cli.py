@@ -84,6 +84,147 @@ def _load_tokenizer(path: Path):  # -> PreTrainedTokenizerBase, imported lazily
     return load_tokenizer(path)
 
 
+def _load_inputs(files: list[Path], skip_bad: bool) -> list:
+    from skillmerge.data.sources import load_records
+
+    records = []
+    for path in files:
+        records += load_records(path, skip_bad=skip_bad)
+    return records
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"{option}: expected comma-separated integers, got {text!r}") from None
+
+
+@data_app.command("mix")
+def data_mix(
+    mixture: Annotated[
+        Path, typer.Argument(help="Mixture YAML: {sources: {PATH|hub:ID: fraction|count}, seed}.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output chat JSONL.")],
+    seed: Annotated[int | None, typer.Option(help="Override the file's seed.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Build a seeded mixture: a float takes that fraction of a source, an int that many (up-sampling)."""
+    from skillmerge.data.mixture import load_mixture_yaml
+    from skillmerge.data.records import write_jsonl
+
+    spec = load_mixture_yaml(mixture)
+    if seed is not None:
+        spec = spec.model_copy(update={"seed": seed})
+    records = spec.build()
+    n = write_jsonl(out, records, overwrite=overwrite)
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record.source or "?"] = counts.get(record.source or "?", 0) + 1
+    typer.echo(f"wrote {n} records to {out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+@data_app.command("sample")
+def data_sample(
+    files: Annotated[list[Path], typer.Argument(help="Chat data files (JSONL, CSV, Parquet).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory: one JSONL per size.")],
+    caps: Annotated[str | None, typer.Option(help="Per-task caps, e.g. 100,200,500,1000,2500.")] = None,
+    percents: Annotated[str | None, typer.Option(help="Percentages, e.g. 20,40,60,80,100.")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed lines.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Nested subsamples (each smaller one a subset of the larger) by per-task caps or percentages."""
+    from skillmerge.atomic import atomic_dir
+    from skillmerge.data.records import write_jsonl
+    from skillmerge.data.subsample import nested_caps, nested_percentages
+
+    if (caps is None) == (percents is None):
+        raise UsageError("give exactly one of --caps and --percents")
+    records = _load_inputs(files, skip_bad)
+    if caps is not None:
+        samples = {
+            f"cap-{k}": v for k, v in nested_caps(records, _int_list(caps, "--caps"), seed=seed).items()
+        }
+    else:
+        pcts = _int_list(percents or "", "--percents")
+        samples = {f"pct-{k}": v for k, v in nested_percentages(records, pcts, seed=seed).items()}
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for name, sample in samples.items():
+            write_jsonl(tmp / f"{name}.jsonl", sample)
+    typer.echo(f"wrote {out}: " + ", ".join(f"{k} {len(v)}" for k, v in samples.items()))
+
+
+@data_app.command("split")
+def data_split(
+    files: Annotated[list[Path], typer.Argument(help="Chat data files (JSONL, CSV, Parquet).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory: train.jsonl and validation.jsonl.")],
+    val_fraction: Annotated[float | None, typer.Option(help="Fraction held out for validation.")] = None,
+    val_count: Annotated[int | None, typer.Option(help="Number of records held out.")] = None,
+    seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed lines.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+) -> None:
+    """Deterministic train/validation split; duplicate prompts never straddle it."""
+    from skillmerge.atomic import atomic_dir
+    from skillmerge.data.records import write_jsonl
+    from skillmerge.data.splits import train_val_split
+
+    if val_fraction is None and val_count is None:
+        val_fraction = 0.1
+    records = _load_inputs(files, skip_bad)
+    train, val = train_val_split(records, val_fraction=val_fraction, val_count=val_count, seed=seed)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        write_jsonl(tmp / "train.jsonl", train)
+        write_jsonl(tmp / "validation.jsonl", val)
+    typer.echo(f"wrote {out}: train {len(train)}, validation {len(val)}")
+
+
+@data_app.command("leakage")
+def data_leakage(
+    files: Annotated[list[Path], typer.Argument(help="Training data files (JSONL, CSV, Parquet).")],
+    against: Annotated[
+        list[str],
+        typer.Option(
+            help="Evaluation prompts: a source name (xstest, harmbench, donotanswer, humaneval, ...), "
+            "NAME=PATH for a local copy, or a chat/prompt file path."
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print every leak as JSON.")] = False,
+) -> None:
+    """Report training records whose prompt equals an evaluation prompt (exact or whitespace/case-normalised).
+
+    Exits 1 when any leak is found, so it can gate a pipeline.
+    """
+    from skillmerge.data.leakage import find_leaks
+    from skillmerge.data.sources import PROMPT_SOURCES, load_prompts, load_records
+
+    prompts: list = []
+    for item in against:
+        name, _, path = item.partition("=")
+        if name in PROMPT_SOURCES:
+            prompts += load_prompts(name, path or None)
+        elif Path(item).exists():
+            prompts += [r.prompt for r in load_records(item)]
+        else:
+            known = ", ".join(PROMPT_SOURCES)
+            raise UsageError(f"--against {item!r}: not a prompt source ({known}) nor an existing file")
+    report = find_leaks(_load_inputs(files, False), prompts)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        summary = report.to_dict()
+        typer.echo(
+            f"{summary['n_train']} training records vs {summary['n_eval']} evaluation prompts: "
+            f"{summary['n_leaked_records']} leaked ({summary['n_exact']} exact, "
+            f"{summary['n_normalised']} normalised matches)"
+        )
+        for leak in report.leaks[:20]:
+            typer.echo(f"  train[{leak.train_index}] ~ {leak.eval_source}:{leak.eval_id} ({leak.kind})")
+    if not report.clean:
+        raise typer.Exit(1)
+
+
 @app.command("import-gguf")
 def import_gguf_cmd(
     gguf_file: Annotated[

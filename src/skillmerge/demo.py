@@ -91,7 +91,7 @@ def run(out_dir: str | Path = "runs/demo", *, console: Console | None = None) ->
             console.print(f"[yellow]skipping leakage against {name}: {err}[/]")
     leaks = find_leaks(records, eval_prompts)
     summary["leakage"] = leaks.to_dict()
-    console.print(f"leakage against {len(eval_prompts)} evaluation prompts: {leaks.n_leaks} training records")
+    console.print(f"leakage against {len(eval_prompts)} evaluation prompts: {len(leaks.leaked_train_indices)} training records")
 
     console.rule("3. assistant-only loss of the model on the skill data (packed, no cross-example attention)")
     examples, stats = tokenize_records(records, tokenizer, get_template("model"), max_len=512)
