@@ -65,3 +65,14 @@ def test_atomic_file_replaces_whole_file(tmp_path: Path) -> None:
         raise ValueError("boom")
     assert dest.read_text() == "one\n"
     assert _siblings(dest) == ["data.jsonl"]
+
+
+def test_outputs_get_the_permissions_of_a_plain_mkdir_and_open(tmp_path: Path) -> None:
+    with atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "x").write_text("x")
+    with atomic_file(tmp_path / "f.txt") as handle:
+        handle.write("x")
+    (tmp_path / "plain_dir").mkdir()
+    (tmp_path / "plain_file").write_text("x")
+    assert (tmp_path / "d").stat().st_mode & 0o777 == (tmp_path / "plain_dir").stat().st_mode & 0o777
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == (tmp_path / "plain_file").stat().st_mode & 0o777

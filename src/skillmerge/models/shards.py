@@ -1,0 +1,382 @@
+"""Sharded safetensors checkpoints, read and written one tensor at a time.
+
+Layout (the one transformers writes and reads):
+
+* one shard:  ``model.safetensors``
+* N shards:   ``model-00001-of-0000N.safetensors`` ... plus ``model.safetensors.index.json`` holding
+  ``{"metadata": {"total_size": bytes, "total_parameters": n}, "weight_map": {tensor: shard file}}``.
+
+A safetensors file is ``u64 little-endian header length H`` + ``H bytes of JSON header`` + tensor data; the
+header maps each tensor to ``dtype``, ``shape`` and ``data_offsets`` (relative to the end of the header).
+The writer holds at most one shard in memory (peak O(max_shard_bytes + largest tensor)); the reader
+memory-maps one shard per tensor it is asked for, so merging never needs a whole model in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from skillmerge.errors import ModelError, OutputExistsError
+
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
+# A header larger than this is not a real checkpoint (a 70B model's header is a few hundred KB).
+_MAX_HEADER_BYTES = 100 * 1024**2
+
+TORCH_TO_SAFETENSORS: dict[torch.dtype, str] = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float8_e4m3fn: "F8_E4M3",
+    torch.float8_e5m2: "F8_E5M2",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.uint16: "U16",
+    torch.uint32: "U32",
+    torch.uint64: "U64",
+    torch.bool: "BOOL",
+}
+SAFETENSORS_TO_TORCH: dict[str, torch.dtype] = {v: k for k, v in TORCH_TO_SAFETENSORS.items()}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def shard_file_name(index: int, count: int) -> str:
+    """``model-0000i-of-0000N.safetensors`` (1-based), as transformers names shards."""
+    return f"model-{index:05d}-of-{count:05d}.safetensors"
+
+
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """The raw little-endian bytes of a contiguous CPU tensor, as safetensors stores them (no copy)."""
+    flat = tensor.detach().reshape(-1)
+    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor in a safetensors header: dtype (safetensors name), shape and byte range in the data."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    """The parsed header of one safetensors file (no tensor data is read)."""
+
+    path: Path
+    raw: bytes
+    data_start: int
+    tensors: dict[str, TensorEntry]
+    metadata: dict[str, str]
+
+
+def read_header(path: str | Path) -> SafetensorsHeader:
+    """Parse and validate a safetensors header; a truncated or corrupt file raises :class:`ModelError`."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise ModelError(f"{path}: not a safetensors file (shorter than 8 bytes)")
+            (header_len,) = struct.unpack("<Q", prefix)
+            if header_len > _MAX_HEADER_BYTES or 8 + header_len > size:
+                raise ModelError(
+                    f"{path}: corrupt or truncated safetensors file (header length {header_len})"
+                )
+            raw = handle.read(header_len)
+    except FileNotFoundError:
+        raise ModelError(f"{path}: safetensors file is missing") from None
+    except OSError as err:
+        raise ModelError(f"{path}: cannot read safetensors file ({err.strerror or err})") from None
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelError(f"{path}: corrupt safetensors header (not JSON)") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"{path}: corrupt safetensors header (not a JSON object)")
+    data_start = 8 + header_len
+    data_len = size - data_start
+    metadata = header.pop("__metadata__", None) or {}
+    tensors: dict[str, TensorEntry] = {}
+    for name, info in header.items():
+        try:
+            begin, end = (int(x) for x in info["data_offsets"])
+            entry = TensorEntry(str(info["dtype"]), tuple(int(d) for d in info["shape"]), begin, end)
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(f"{path}: tensor {name}: malformed header entry") from None
+        if end > data_len or begin > end:
+            raise ModelError(
+                f"{path}: tensor {name}: data runs past the end of the file (truncated: "
+                f"{data_len} data bytes, needs {end})"
+            )
+        tensors[name] = entry
+    return SafetensorsHeader(path, raw, data_start, tensors, {str(k): str(v) for k, v in metadata.items()})
+
+
+def weight_files(model_dir: str | Path) -> dict[str, Path]:
+    """Map each tensor name to the file holding it, from the index or the single ``model.safetensors``.
+
+    ``model_dir`` may also be a ``.safetensors`` file or an index JSON file.
+    """
+    path = Path(model_dir)
+    if path.is_file() and path.name.endswith(".json"):
+        return _weight_map_from_index(path)
+    if path.is_file():
+        return dict.fromkeys(read_header(path).tensors, path)
+    if not path.is_dir():
+        raise ModelError(f"{path}: model directory does not exist")
+    if (path / INDEX_FILE).is_file():
+        return _weight_map_from_index(path / INDEX_FILE)
+    if (path / SINGLE_FILE).is_file():
+        return dict.fromkeys(read_header(path / SINGLE_FILE).tensors, path / SINGLE_FILE)
+    raise ModelError(f"{path}: no {SINGLE_FILE} or {INDEX_FILE} in model directory")
+
+
+def _weight_map_from_index(index_path: Path) -> dict[str, Path]:
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        weight_map = index["weight_map"]
+        if not isinstance(weight_map, dict):
+            raise TypeError
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        raise ModelError(
+            f"{index_path}: not a valid safetensors index (needs a 'weight_map' object)"
+        ) from None
+    return {str(name): index_path.parent / str(shard) for name, shard in weight_map.items()}
+
+
+class TensorReader:
+    """Lazy access to the tensors of a checkpoint (single file or sharded with an index).
+
+    All headers are read and cross-checked on construction (missing shard, a tensor the index names but its
+    shard lacks, truncated files) so that errors surface before any work; tensor data is read on ``get``.
+    """
+
+    def __init__(self, model_dir: str | Path) -> None:
+        self.path = Path(model_dir)
+        self._file_of = weight_files(self.path)
+        self._headers: dict[Path, SafetensorsHeader] = {}
+        for name, file in self._file_of.items():
+            if file not in self._headers:
+                if not file.is_file():
+                    raise ModelError(f"{file}: shard file is missing (named by {self.path})")
+                self._headers[file] = read_header(file)
+            if name not in self._headers[file].tensors:
+                raise ModelError(f"{file}: tensor {name} is named by the index but absent from this shard")
+        self._handles: dict[Path, Any] = {}
+
+    def __enter__(self) -> TensorReader:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the memory maps of opened shards."""
+        self._handles.clear()
+
+    def names(self) -> list[str]:
+        """Tensor names, sorted."""
+        return sorted(self._file_of)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._file_of
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._file_of)
+
+    def file_of(self, name: str) -> Path:
+        """The shard file holding ``name``."""
+        return self._entry(name)[0]
+
+    def entry(self, name: str) -> TensorEntry:
+        """dtype, shape and byte range of ``name`` in its shard's header."""
+        return self._entry(name)[1]
+
+    def header(self, file: Path) -> SafetensorsHeader:
+        """The parsed header of one of this checkpoint's files."""
+        return self._headers[file]
+
+    def files(self) -> list[Path]:
+        """The checkpoint's weight files, sorted by name."""
+        return sorted(self._headers)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._entry(name)[1].shape
+
+    def dtype(self, name: str) -> torch.dtype:
+        file, entry = self._entry(name)
+        if entry.dtype not in SAFETENSORS_TO_TORCH:
+            raise ModelError(f"{file}: tensor {name}: unsupported dtype {entry.dtype}")
+        return SAFETENSORS_TO_TORCH[entry.dtype]
+
+    def get(self, name: str) -> torch.Tensor:
+        """Load one tensor (a CPU tensor backed by its own memory)."""
+        file, _ = self._entry(name)
+        try:
+            handle = self._handles.get(file)
+            if handle is None:
+                handle = self._handles[file] = safe_open(str(file), framework="pt")
+            return handle.get_tensor(name)
+        except SafetensorError as err:
+            raise ModelError(f"{file}: tensor {name}: cannot be read ({err})") from None
+
+    def _entry(self, name: str) -> tuple[Path, TensorEntry]:
+        file = self._file_of.get(name)
+        if file is None:
+            raise ModelError(f"{self.path}: no tensor named {name}")
+        return file, self._headers[file].tensors[name]
+
+
+class ShardedSafetensorsWriter:
+    """Write tensors arriving one at a time into shards of at most ``max_shard_bytes`` each.
+
+    A shard is flushed to disk as soon as the next tensor would overflow it (a tensor larger than the limit
+    gets a shard of its own), so memory stays O(one shard). Shards are written under temporary names and
+    renamed on :meth:`finish`, once their count N is known. Used as a context manager, it finishes on a
+    clean exit and removes its partial files on an error. ``tensor_digests`` records, per tensor,
+    ``(dtype, shape, sha256(data))`` for a content fingerprint at no extra read.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        *,
+        max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        if max_shard_bytes <= 0:
+            raise ValueError("max_shard_bytes must be positive")
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        stale = sorted(p.name for p in self.out_dir.glob("model*.safetensors*"))
+        if stale:
+            raise OutputExistsError(f"{self.out_dir}: already holds weight files ({stale[0]})")
+        self.max_shard_bytes = max_shard_bytes
+        self.metadata = dict(metadata) if metadata is not None else {"format": "pt"}
+        self.tensor_digests: dict[str, tuple[str, tuple[int, ...], str]] = {}
+        self.files: list[Path] = []  # final paths, known after finish()
+        self._pending: dict[str, torch.Tensor] = {}
+        self._storages: set[int] = set()
+        self._pending_bytes = 0
+        self._partials: list[tuple[Path, list[str]]] = []
+        self._total_bytes = 0
+        self._total_params = 0
+        self._finished = False
+
+    def __enter__(self) -> ShardedSafetensorsWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            if not self._finished:
+                self.finish()
+        else:
+            self.abort()
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        """Queue one tensor; flushes the current shard first if this tensor would overflow it."""
+        if self._finished:
+            raise RuntimeError("writer already finished")
+        if name in self.tensor_digests:
+            raise ModelError(f"{self.out_dir}: tensor {name} added twice")
+        if tensor.dtype not in TORCH_TO_SAFETENSORS:
+            raise ModelError(f"{self.out_dir}: tensor {name}: dtype {tensor.dtype} cannot be stored")
+        tensor = tensor.detach().to("cpu").contiguous()
+        nbytes = tensor.numel() * tensor.element_size()
+        # safetensors refuses tensors that share storage (views, tied weights): those get their own copy.
+        storage = tensor.untyped_storage()
+        if storage.nbytes() != nbytes or tensor.storage_offset() != 0 or storage.data_ptr() in self._storages:
+            tensor = tensor.clone()
+            storage = tensor.untyped_storage()
+        if self._pending and self._pending_bytes + nbytes > self.max_shard_bytes:
+            self._flush()
+        self.tensor_digests[name] = (
+            TORCH_TO_SAFETENSORS[tensor.dtype],
+            tuple(tensor.shape),
+            hashlib.sha256(tensor_bytes(tensor)).hexdigest(),
+        )
+        self._pending[name] = tensor
+        self._storages.add(storage.data_ptr())
+        self._pending_bytes += nbytes
+        self._total_bytes += nbytes
+        self._total_params += tensor.numel()
+
+    def _flush(self) -> None:
+        path = self.out_dir / f".shard-{len(self._partials) + 1:05d}.safetensors.partial"
+        self._partials.append((path, list(self._pending)))
+        save_file(self._pending, str(path), metadata=self.metadata)
+        # safetensors creates files owner-only (0600); weights should be as readable as any other output.
+        os.chmod(path, 0o666 & ~_umask())
+        self._pending = {}
+        self._storages = set()
+        self._pending_bytes = 0
+
+    def finish(self) -> list[Path]:
+        """Flush the last shard, give shards their final names and write the index; returns the files."""
+        if self._finished:
+            return self.files
+        if self._pending or not self._partials:
+            self._flush()
+        count = len(self._partials)
+        if count == 1:
+            final = self.out_dir / SINGLE_FILE
+            os.replace(self._partials[0][0], final)
+            self.files = [final]
+        else:
+            weight_map: dict[str, str] = {}
+            for i, (partial, names) in enumerate(self._partials, start=1):
+                final = self.out_dir / shard_file_name(i, count)
+                os.replace(partial, final)
+                self.files.append(final)
+                weight_map.update(dict.fromkeys(names, final.name))
+            index = {
+                "metadata": {"total_parameters": self._total_params, "total_size": self._total_bytes},
+                "weight_map": dict(sorted(weight_map.items())),
+            }
+            index_path = self.out_dir / INDEX_FILE
+            index_path.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+            self.files.append(index_path)
+        self._finished = True
+        return self.files
+
+    def abort(self) -> None:
+        """Remove whatever this writer put on disk."""
+        self._pending = {}
+        for partial, _ in self._partials:
+            partial.unlink(missing_ok=True)
+        for file in self.files:
+            file.unlink(missing_ok=True)
+        self._finished = True
