@@ -70,18 +70,11 @@ def data_check(
     """Validate chat JSONL files and print counts; the first malformed line stops with FILE:LINE: reason."""
     from skillmerge.data.check import check_files, render_report
 
-    tok = _load_tokenizer(tokenizer) if tokenizer is not None else None
-    report = check_files(files, tokenizer=tok, template=template, max_len=max_len, skip_bad=skip_bad)
+    report = check_files(files, tokenizer=tokenizer, template=template, max_len=max_len, skip_bad=skip_bad)
     if as_json:
         _print_json(report.to_dict())
     else:
         render_report(report)
-
-
-def _load_tokenizer(path: Path):  # -> PreTrainedTokenizerBase, imported lazily
-    from skillmerge.models.io import load_tokenizer
-
-    return load_tokenizer(path)
 
 
 def _load_inputs(files: list[Path], skip_bad: bool) -> list:
@@ -315,7 +308,10 @@ def run_cli(argv: list[str] | None = None) -> int:
             where = f" (see '{err.ctx.command_path} --help')" if err.ctx else ""
             typer.echo(f"error: {message}{where}", err=True)
         return 2
-    except (click_exceptions.Abort, KeyboardInterrupt):
+    except click_exceptions.ClickException as err:  # e.g. a file option that cannot be opened
+        typer.echo(f"error: {err.format_message()}", err=True)
+        return err.exit_code
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)
         return 130
     return result if isinstance(result, int) else 0

@@ -91,11 +91,13 @@ def run(out_dir: str | Path = "runs/demo", *, console: Console | None = None) ->
             console.print(f"[yellow]skipping leakage against {name}: {err}[/]")
     leaks = find_leaks(records, eval_prompts)
     summary["leakage"] = leaks.to_dict()
-    console.print(f"leakage against {len(eval_prompts)} evaluation prompts: {len(leaks.leaked_train_indices)} training records")
+    n_leaked = len(leaks.leaked_train_indices)
+    console.print(f"leakage against {len(eval_prompts)} evaluation prompts: {n_leaked} training records")
 
     console.rule("3. assistant-only loss of the model on the skill data (packed, no cross-example attention)")
     examples, stats = tokenize_records(records, tokenizer, get_template("model"), max_len=512)
-    batch = collate_packed(pack_examples(examples, seq_len=512))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    batch = collate_packed(pack_examples(examples, seq_len=512), pad_id=pad_id)
     with torch.no_grad():
         loss = model(**batch).loss.item()
     summary["skill_loss"] = loss

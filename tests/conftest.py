@@ -1,0 +1,59 @@
+"""Shared fixtures: a small synthetic chat corpus, a BPE tokenizer trained on it, a tiny Llama directory.
+
+Everything is built from scratch in a few seconds, offline; session scope so it is built once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from transformers import PreTrainedTokenizerFast
+
+from skillmerge.data.records import ChatRecord, Message
+from skillmerge.models.tiny import make_tiny_model, train_bpe_tokenizer
+
+WORDS = ["the", "cat", "dog", "bird", "sees", "likes", "red", "blue", "small", "big", "runs", "near", "a"]
+
+
+def make_chat_records(n: int = 120, seed: int = 0) -> list[ChatRecord]:
+    """Arithmetic and word-echo conversations: some with a system prompt, every fifth with two turns."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        a, b = rng.randint(0, 99), rng.randint(0, 99)
+        sentence = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12)))
+        messages = []
+        if i % 3 == 0:
+            messages.append(Message("system", "You are a careful assistant."))
+        messages.append(Message("user", f"What is {a} plus {b}?"))
+        messages.append(Message("assistant", f"{a} plus {b} is {a + b}."))
+        if i % 5 == 0:
+            messages.append(Message("user", f"Repeat: {sentence}"))
+            messages.append(Message("assistant", sentence))
+        records.append(ChatRecord(tuple(messages), id=f"r{i}", source="synthetic"))
+    return records
+
+
+@pytest.fixture(scope="session")
+def chat_records() -> list[ChatRecord]:
+    return make_chat_records()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(chat_records: list[ChatRecord]) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (vocab ≤ 512) with ChatML and Tulu special tokens and a ChatML chat template."""
+    texts = [m.content for record in chat_records for m in record.messages]
+    return train_bpe_tokenizer(texts, vocab_size=512)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: PreTrainedTokenizerFast) -> Path:
+    """A randomly initialised ``tiny-1m`` Llama saved as an HF directory (do not modify it in tests)."""
+    return make_tiny_model("tiny-1m", tiny_tokenizer, tmp_path_factory.mktemp("tiny") / "tiny-1m", seed=0)
