@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from shared_data import SHARED_DATA
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The product finds the offline evaluation data through SKILLMERGE_DATA_DIR; point it at the shared copy.
+os.environ.setdefault("SKILLMERGE_DATA_DIR", str(SHARED_DATA))
 
 from transformers import PreTrainedTokenizerFast
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from shared_data import SHARED_DATA
 from skillmerge.data.leakage import find_leaks, normalise_prompt
 from skillmerge.data.prompts import PromptItem
 from skillmerge.data.records import ChatRecord, Message
 from skillmerge.data.sources import load_prompts
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"offline data not found at {DATA}")
 
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from shared_data import SHARED_DATA
 from skillmerge.data.prompts import PromptItem
 from skillmerge.data.records import ChatRecord, Message, ReadReport, write_jsonl
 from skillmerge.data.sources import PROMPT_SOURCES, default_data_dir, load_prompts, load_records
@@ -23,7 +24,7 @@ from skillmerge.data.sources.humaneval import bundled_humaneval_path
 from skillmerge.errors import DataError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"offline data not found at {DATA}")
 
 DNA_AREAS = {
