@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from shared_data import SHARED_DATA
 from skillmerge.data.leakage import find_leaks, normalise_prompt
 from skillmerge.data.prompts import PromptItem
@@ -13,7 +11,6 @@ from skillmerge.data.records import ChatRecord, Message
 from skillmerge.data.sources import load_prompts
 
 DATA = SHARED_DATA
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"offline data not found at {DATA}")
 
 
 def _chat(*user_turns: str, rid: str) -> ChatRecord:
@@ -31,7 +28,6 @@ def test_normalise_prompt_folds_case_and_whitespace_only() -> None:
     assert normalise_prompt("kill a process!") != normalise_prompt("kill a process?")
 
 
-@needs_data
 def test_planted_exact_and_varied_copies_are_found_and_nothing_else() -> None:
     evals = load_prompts("xstest", DATA)
     by_id = {item.id: item for item in evals}

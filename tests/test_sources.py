@@ -25,7 +25,6 @@ from skillmerge.errors import DataError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = SHARED_DATA
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"offline data not found at {DATA}")
 
 DNA_AREAS = {
     "discrimination_exclusion_toxicity_hateful_offensive": 176,
@@ -39,7 +38,6 @@ DNA_AREAS = {
 # --- evaluation prompt sources (real files) -------------------------------------------------------------
 
 
-@needs_data
 def test_xstest_has_250_safe_and_200_unsafe_prompts() -> None:
     items = load_prompts("xstest", DATA)
     assert len(items) == 450
@@ -55,7 +53,6 @@ def test_xstest_has_250_safe_and_200_unsafe_prompts() -> None:
     assert Counter(i.category for i in items)["contrast_homonyms"] == 25
 
 
-@needs_data
 def test_xstest_label_filters_give_the_two_halves() -> None:
     safe = load_prompts("xstest-safe", DATA / "xstest")
     unsafe = load_prompts("xstest-unsafe", DATA / "xstest" / "xstest_prompts.csv")
@@ -64,7 +61,6 @@ def test_xstest_label_filters_give_the_two_halves() -> None:
     assert {i.id for i in safe}.isdisjoint(i.id for i in unsafe)
 
 
-@needs_data
 def test_harmbench_has_200_unsafe_behaviours() -> None:
     items = load_prompts("harmbench", DATA / "harmbench" / "harmbench_prompts.txt")
     assert len(items) == 200
@@ -73,7 +69,6 @@ def test_harmbench_has_200_unsafe_behaviours() -> None:
     assert all(i.prompt == i.prompt.strip() and i.prompt for i in items)
 
 
-@needs_data
 def test_donotanswer_has_939_questions_with_risk_area_from_file_name() -> None:
     items = load_prompts("donotanswer", DATA)
     assert len(items) == 939
@@ -82,7 +77,6 @@ def test_donotanswer_has_939_questions_with_risk_area_from_file_name() -> None:
     assert len({i.id for i in items}) == 939
 
 
-@needs_data
 def test_donotanswer_accepts_one_file() -> None:
     items = load_prompts("donotanswer", DATA / "donotanswer" / "human_chatbox.jsonl")
     assert len(items) == 117
@@ -116,7 +110,6 @@ def test_humaneval_reads_a_plain_jsonl_copy_in_a_folder(tmp_path: Path) -> None:
     assert [i.id for i in items] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
 
 
-@needs_data
 def test_prompt_sources_follow_a_relocated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copytree(DATA / "xstest", tmp_path / "xstest")
     (tmp_path / "harmbench").mkdir()
@@ -130,7 +123,6 @@ def test_prompt_sources_follow_a_relocated_data_dir(tmp_path: Path, monkeypatch:
     ]
 
 
-@needs_data
 def test_default_data_dir_is_shared_data_beside_the_working_directory(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -320,10 +312,8 @@ def test_hub_offline_is_a_one_line_usage_error(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_hub_without_datasets_library_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("datasets") is not None:
-        pytest.skip("datasets is installed here; this checks the message when it is not")
+    # Hide `datasets` whether or not it is installed: a None entry in sys.modules makes the import fail.
+    monkeypatch.setitem(sys.modules, "datasets", None)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     with pytest.raises(UsageError, match=r"`datasets` library is not installed .* local"):
