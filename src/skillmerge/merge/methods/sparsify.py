@@ -1,0 +1,164 @@
+"""Sparsifying task vectors, and TIES sign consensus: the building blocks of TIES, DARE and breadcrumbs.
+
+All functions are pure: they return new tensors and never modify their inputs. Ties in magnitude are broken
+by position (the lower flat index counts as larger), so every trim is deterministic for a given tensor.
+
+Semantics follow mergekit's ``sparsify`` and ``get_mask``, with these deliberate differences:
+
+- ``magnitude`` keeps ⌊density·n⌋ entries; when that is 0 the whole task vector is dropped (mergekit
+  stops with an assertion).
+- ``outlier_band`` (breadcrumbs) with ⌊γ·n⌋ = 0 removes no outliers and keeps the band; mergekit's slice
+  ``[n_bot:-0]`` is empty there, so it drops the whole task vector of every tensor with fewer than 1/γ
+  entries (norm weights and biases, at the default γ = 0.01).
+- ``rescale`` defaults to DARE's 1/density; current mergekit rescales to match the L1 norm instead, which
+  ``rescale_norm="l1"`` selects.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import torch
+from pydantic import Field
+
+from skillmerge.merge.methods.base import ModelParams
+
+Density = Annotated[float, Field(strict=True, gt=0, le=1)]
+"""Fraction of a task vector's entries to keep, in (0, 1]."""
+
+Gamma = Annotated[float, Field(strict=True, ge=0, lt=1)]
+"""Fraction of a task vector's largest-magnitude entries to drop (breadcrumbs), in [0, 1)."""
+
+RescaleNorm = Literal["density", "l1", "l2", "linf"]
+"""How survivors are rescaled: ×1/density (DARE), or to match the original's L1/L2/L∞ norm (mergekit)."""
+
+
+class DensityParams(ModelParams):
+    """Per model: ``density``, the fraction of τ_i's entries kept, in (0, 1] (default 1: keep all)."""
+
+    density: Density = 1.0
+
+
+# Below this norm a rescale is skipped (as mergekit does): the ratio would be noise.
+_RESCALE_EPS = 1e-7
+
+
+def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of the ``k`` largest entries of ``scores``; equal values: lower flat index first.
+
+    Uses a selection (``kthvalue``, O(n)) instead of a full sort; the tie rule makes the result exact,
+    deterministic and nested (``top_k_mask(s, k1) ⊇ top_k_mask(s, k2)`` for ``k1 ≥ k2``).
+    """
+    flat = scores.reshape(-1)
+    n = flat.numel()
+    if k <= 0:
+        return torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    if k >= n:
+        return torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
+    threshold = torch.kthvalue(flat, n - k + 1).values
+    keep = flat > threshold
+    at_threshold = flat == threshold
+    missing = k - int(keep.sum())
+    if int(at_threshold.sum()) > missing:
+        at_threshold &= torch.cumsum(at_threshold, dim=0) <= missing
+    return (keep | at_threshold).reshape(scores.shape)
+
+
+def rescale_survivors(
+    delta: torch.Tensor, mask: torch.Tensor, density: float, norm: RescaleNorm | None
+) -> torch.Tensor:
+    """``delta·mask``, rescaled: ×1/density (``"density"``), or ×‖δ‖/‖δ·mask‖ for an L1/L2/L∞ norm.
+
+    A norm rescale is skipped when either norm is below 1e-7 (nothing meaningful to match).
+    """
+    kept = delta * mask
+    if norm is None:
+        return kept
+    if norm == "density":
+        return kept / density
+    order = {"l1": 1.0, "l2": 2.0, "linf": float("inf")}[norm]
+    before = float(torch.linalg.vector_norm(delta, ord=order))
+    after = float(torch.linalg.vector_norm(kept, ord=order))
+    if before < _RESCALE_EPS or after < _RESCALE_EPS:
+        return kept
+    return kept * (before / after)
+
+
+def magnitude(delta: torch.Tensor, density: float, rescale: RescaleNorm | None = None) -> torch.Tensor:
+    """TIES trim: keep the ⌊density·n⌋ largest-magnitude entries of δ, zero the rest.
+
+    ``density ≥ 1`` returns δ unchanged (no rescale either).
+    """
+    if density >= 1:
+        return delta
+    mask = top_k_mask(delta.abs(), int(density * delta.numel()))
+    return rescale_survivors(delta, mask, density, rescale)
+
+
+def outlier_band(
+    delta: torch.Tensor, density: float, gamma: float, rescale: RescaleNorm | None = None
+) -> torch.Tensor:
+    """Breadcrumbs trim: drop the ⌊γ·n⌋ largest magnitudes, keep the next ⌊density·n⌋, zero the rest.
+
+    With n_top = ⌊γ·n⌋ and n_keep = ⌊density·n⌋: when n_top + n_keep > n, fewer outliers are dropped
+    (n_top = n − n_keep) so the density is met. ``density ≥ 1`` returns δ unchanged, γ included (as
+    mergekit).
+    """
+    if density >= 1:
+        return delta
+    n = delta.numel()
+    n_keep = int(density * n)
+    n_top = min(int(gamma * n), n - n_keep)
+    magnitudes = delta.abs()
+    mask = top_k_mask(magnitudes, n_top + n_keep) & ~top_k_mask(magnitudes, n_top)
+    return rescale_survivors(delta, mask, density, rescale)
+
+
+def random_keep_mask(shape: torch.Size, density: float, rng: torch.Generator) -> torch.Tensor:
+    """Bernoulli(density) keep-mask drawn from ``rng`` alone: ``u < density`` with u ~ U[0, 1).
+
+    ``torch.rand`` with an explicit generator fills the tensor serially in memory order, so the mask
+    depends only on the generator's state and the shape, never on the thread count.
+    """
+    uniform = torch.rand(shape, generator=rng, device=rng.device, dtype=torch.float32)
+    return uniform < density
+
+
+def random_drop(
+    delta: torch.Tensor, density: float, rng: torch.Generator, rescale: RescaleNorm | None = "density"
+) -> torch.Tensor:
+    """DARE: drop each entry of δ with probability 1 − density, rescale survivors (by default ×1/density).
+
+    E[result] = δ with the 1/density rescale. ``density ≥ 1`` returns δ unchanged and draws nothing
+    from ``rng``.
+    """
+    if density >= 1:
+        return delta
+    mask = random_keep_mask(delta.shape, density, rng).to(delta.device)
+    return rescale_survivors(delta, mask, density, rescale)
+
+
+def elect_sign(weighted_deltas: list[torch.Tensor]) -> torch.Tensor:
+    """TIES sign election by summed mass: s = +1 where Σ_i w_i·δ_i ≥ 0, else −1 (mergekit's "sum")."""
+    total = torch.zeros_like(weighted_deltas[0])
+    for weighted in weighted_deltas:
+        total += weighted
+    return torch.where(total >= 0, 1.0, -1.0).to(total.dtype)
+
+
+def disjoint_sum(deltas: list[torch.Tensor], weights: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """TIES disjoint merge: (Σ_i w_i·δ_i·a_i, Σ_i w_i·a_i) with a_i = [sign(w_i·δ_i) = s].
+
+    s is :func:`elect_sign` of the weighted deltas. Zero entries (trimmed or unchanged) have sign 0 and
+    never agree, so they add to neither sum. Dividing the first by the second (where it is non-zero) is
+    the disjoint mean.
+    """
+    weighted = [delta * weight for delta, weight in zip(deltas, weights, strict=True)]
+    elected = elect_sign(weighted)
+    mixed = torch.zeros_like(elected)
+    divisor = torch.zeros_like(elected)
+    for w_delta, weight in zip(weighted, weights, strict=True):
+        agree = torch.sign(w_delta) == elected
+        mixed += torch.where(agree, w_delta, 0.0)
+        divisor += agree * weight
+    return mixed, divisor

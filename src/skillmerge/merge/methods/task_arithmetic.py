@@ -1,0 +1,141 @@
+"""Task arithmetic, θ_base + λ·Σ_i w_i·τ_i, and the generalized form TIES, DARE and breadcrumbs build on.
+
+The generalized form (mergekit's "generalized task arithmetic") is, per tensor:
+
+    τ_i' = sparsify_i(τ_i)                            τ_i = θ_i − θ_base; identity for plain task arithmetic
+    m    = Σ_i w_i·τ_i'                               or the TIES disjoint sum Σ_i w_i·τ_i'·a_i
+    d    = Σ_i w_i                                    or Σ_i w_i·a_i (a_i: entry agrees with the elected sign)
+    θ    = θ_base + λ·(m / d if normalize else m)
+
+Where |d| < 1e-8 (plain) or d = 0 (consensus), d is taken as 1, as in mergekit.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, TypeVar
+
+import torch
+from pydantic import ConfigDict, Field
+
+from skillmerge.errors import UsageError
+from skillmerge.merge.methods.base import MergeMethod, MethodParams, ModelParams, TensorInputs
+from skillmerge.merge.methods.sparsify import RescaleNorm, disjoint_sum
+
+P = TypeVar("P", bound=ModelParams)
+
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+"""A finite real number (ints allowed; strings and booleans refused)."""
+
+
+class GeneralizedParams(MethodParams):
+    """Global parameters shared by the task-arithmetic family (names as in mergekit).
+
+    ``lambda`` (alias of ``lambda_``) scales the merged task vector after normalisation. ``rescale`` and
+    ``rescale_norm`` control how sparsified survivors are rescaled (no effect without sparsification).
+    ``int8_mask`` is accepted so mergekit configs load; in mergekit it only stores the TIES mask as int8
+    to save memory, and it changes no value here either.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    lambda_: Number = Field(default=1.0, alias="lambda")
+    normalize: bool = False
+    rescale: bool = False
+    rescale_norm: RescaleNorm = "density"
+    int8_mask: bool = False
+
+    @property
+    def rescale_mode(self) -> RescaleNorm | None:
+        """The rescale to apply to sparsified survivors, or None."""
+        return self.rescale_norm if self.rescale else None
+
+
+class TaskArithmeticParams(GeneralizedParams):
+    """task_arithmetic: ``lambda`` = 1.0, ``normalize`` = False (mergekit's defaults)."""
+
+
+def require_base(inputs: TensorInputs) -> torch.Tensor:
+    """θ_base, or a one-line error naming the tensor when the engine passed none."""
+    if inputs.base is None:
+        raise UsageError(f"tensor {inputs.name}: this merge method needs a base model")
+    return inputs.base
+
+
+def task_vectors(inputs: TensorInputs) -> list[torch.Tensor]:
+    """τ_i = θ_i − θ_base: the engine's deltas when given, else computed from the models."""
+    if inputs.deltas is not None:
+        return inputs.deltas
+    base = require_base(inputs)
+    return [model - base for model in inputs.models]
+
+
+def per_model_params(inputs: TensorInputs, schema: type[P]) -> list[P]:
+    """Model i's validated parameters; the schema's defaults where the engine passed none."""
+    if not inputs.model_params:
+        return [schema() for _ in inputs.models]
+    if len(inputs.model_params) != len(inputs.models):
+        raise UsageError(
+            f"tensor {inputs.name}: {len(inputs.model_params)} parameter sets for {len(inputs.models)} models"
+        )
+    checked: list[P] = []
+    for params in inputs.model_params:
+        if not isinstance(params, schema):
+            raise TypeError(f"expected {schema.__name__} per model, got {type(params).__name__}")
+        checked.append(params)
+    return checked
+
+
+def combine_task_vectors(
+    base: torch.Tensor,
+    deltas: list[torch.Tensor],
+    weights: list[float],
+    *,
+    consensus: bool,
+    normalize: bool,
+    lambda_: float,
+) -> torch.Tensor:
+    """θ_base + λ·m (or λ·m/d): the generalized form in the module docstring, on given (sparsified) τ_i'."""
+    if len(deltas) != len(weights):
+        raise UsageError(f"{len(weights)} weights for {len(deltas)} task vectors")
+    if not deltas:
+        return base.clone()
+    if consensus:
+        mixed, divisor = disjoint_sum(deltas, weights)
+        if normalize:
+            mixed /= torch.where(divisor == 0, 1.0, divisor)
+    else:
+        mixed = torch.zeros_like(base)
+        for delta, weight in zip(deltas, weights, strict=True):
+            mixed += delta * weight
+        total = sum(weights)
+        if normalize and abs(total) >= 1e-8:
+            mixed /= total
+    if lambda_ != 1:
+        mixed *= lambda_
+    return base + mixed
+
+
+def task_arithmetic(inputs: TensorInputs, params: TaskArithmeticParams, rng: torch.Generator) -> torch.Tensor:
+    """θ = θ_base + λ·Σ_i w_i·(θ_i − θ_base); with ``normalize``, the sum is divided by Σ_i w_i.
+
+    The paper's PTM is θ_G at weight 1 plus each skill model at weight ω_k, τ against the pretrained base.
+    """
+    return combine_task_vectors(
+        require_base(inputs),
+        task_vectors(inputs),
+        inputs.weights,
+        consensus=False,
+        normalize=params.normalize,
+        lambda_=params.lambda_,
+    )
+
+
+METHODS = (
+    MergeMethod(
+        name="task_arithmetic",
+        fn=task_arithmetic,
+        needs_base=True,
+        params=TaskArithmeticParams,
+        doc="θ_base + λ·Σ w_i (θ_i − θ_base)",
+    ),
+)

@@ -1,0 +1,38 @@
+"""WiSE-FT: interpolate from θ_G towards a continued fine-tune, θ = θ_G + ω·(θ_CFT − θ_G)."""
+
+from __future__ import annotations
+
+import torch
+
+from skillmerge.merge.methods.base import MergeMethod, MethodParams, TensorInputs
+from skillmerge.merge.methods.task_arithmetic import Number, require_base, task_vectors
+
+
+class WiseFtParams(MethodParams):
+    """``omega``: the interpolation ω; when unset, the one model's weight is ω."""
+
+    omega: Number | None = None
+
+
+def wise_ft(inputs: TensorInputs, params: WiseFtParams, rng: torch.Generator) -> torch.Tensor:
+    """θ = θ_G + ω·(θ_CFT − θ_G), with base = θ_G and the one model = θ_CFT.
+
+    ω = 0 gives θ_G, ω = 1 gives θ_CFT; ω is ``omega`` when set, else the model's weight.
+    """
+    base = require_base(inputs)
+    (delta,) = task_vectors(inputs)
+    omega = params.omega if params.omega is not None else inputs.weights[0]
+    return base + omega * delta
+
+
+METHODS = (
+    MergeMethod(
+        name="wise_ft",
+        fn=wise_ft,
+        needs_base=True,
+        params=WiseFtParams,
+        min_models=1,
+        max_models=1,
+        doc="θ_G + ω (θ_CFT − θ_G)",
+    ),
+)
