@@ -124,11 +124,13 @@ def test_prompt_sources_follow_a_relocated_data_dir(tmp_path: Path, monkeypatch:
 
 
 def test_default_data_dir_is_shared_data_beside_the_working_directory(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "checkout").mkdir()
     monkeypatch.delenv("SKILLMERGE_DATA_DIR", raising=False)
-    monkeypatch.chdir(DATA.parents[1] / REPO.name)
-    assert default_data_dir() == DATA.resolve()
+    monkeypatch.chdir(tmp_path / "checkout")
+    assert default_data_dir() == (tmp_path / "shared" / "data").resolve()
 
 
 def test_missing_data_dir_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
