@@ -294,6 +294,23 @@ def demo(
     run(out)
 
 
+def _register_stage_commands() -> None:
+    """Stage commands live beside their stage (``<stage>/command.py``); the CLI only names them."""
+    from skillmerge.evaluate.command import eval_command
+    from skillmerge.evaluate.eval_code import eval_code_command
+    from skillmerge.evaluate.judge_command import judge_refusal_command, judge_validate_command
+
+    app.command("eval")(eval_command)
+    app.command("eval-code")(eval_code_command)
+    judge_app = typer.Typer(help="Refusal judge: label completions, validate against human labels.")
+    judge_app.command("refusal")(judge_refusal_command)
+    judge_app.command("validate")(judge_validate_command)
+    app.add_typer(judge_app, name="judge")
+
+
+_register_stage_commands()
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return the exit code, turning user errors into one line and code 2."""
     command = typer.main.get_command(app)

@@ -1,0 +1,491 @@
+"""The Hugging Face backend: batched generation with a KV cache, and log-likelihood scoring.
+
+Prompts are rendered with the chat template the model was trained with (:func:`resolve_chat_template`) and
+tokenized exactly as training tokenized its prompt segments (``add_special_tokens=False``, a BOS prepended
+only when the tokenizer adds one by default), so evaluation sees the text layout the model learned.
+
+Generation, per batch of prompts (sorted by length, longest first, so a batch holds similar lengths and an
+out-of-memory shows up on the first batch):
+
+1. LEFT-pad to the longest prompt; ``position_ids = cumsum(mask) − 1`` so padding does not shift positions
+   and every row's last prompt token sits in the last column, where the next token is read.
+2. One forward pass over the prompts fills the KV cache; each step then feeds one token per live row.
+3. A row finishes on an end-of-turn/EOS token, a stop sequence, or ``max_new_tokens``; finished rows are
+   dropped from the batch and the cache (``batch_select_indices``), so long tails do not pay for short ones.
+
+Greedy (temperature 0) picks ``argmax``; sampling draws from ``softmax(logits / T)`` restricted to the
+smallest top-p nucleus, with one ``torch.Generator`` per (prompt, sample) seeded from ``(seed, prompt ids,
+sample index)``: a sample depends only on its prompt and seed, never on batch size or neighbours.
+
+Log-likelihood: ``log p(c | x) = Σ_t log softmax(f(x ⊕ c_<t))[c_t]`` over the continuation tokens ``c``
+(tokenized on their own, as training tokenized answers), in left-padded batches so every continuation ends
+in the last column and only the last ``max |c| + 1`` positions need logits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+from skillmerge.data.records import ChatRecord, Message
+from skillmerge.data.templates import ChatTemplate, check_tokenizer, get_template, tokenizer_name
+from skillmerge.data.tokenize import bos_to_prepend
+from skillmerge.errors import TemplateError, UsageError
+from skillmerge.evaluate.suites.base import Conversation, GenerationParams
+from skillmerge.models.io import MANIFEST_FILE, load_model
+
+# A conversation that exercises system, user and assistant turns: two templates "match" when they render it,
+# with the generation prompt, to the same string.
+_PROBE: tuple[Message, ...] = (
+    Message("user", "Name a colour."),
+    Message("assistant", "Blue."),
+    Message("user", "Another one?"),
+)
+_END_PROBE = "Zq7 probe answer"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Which chat template
+
+
+def recorded_templates(model_dir: str | Path, _depth: int = 0) -> set[str]:
+    """Names of the chat templates a model directory was trained with, from its ``manifest.json``.
+
+    A training run records ``config.data.template``; a merge records its input models, whose manifests are
+    followed (the templates of every trained input are collected). Empty when nothing is recorded.
+    """
+    path = Path(model_dir) / MANIFEST_FILE
+    if _depth > 4 or not path.is_file():
+        return set()
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return set()
+    if not isinstance(manifest, dict):
+        return set()
+    explicit = manifest.get("chat_template_name")
+    if isinstance(explicit, str):
+        return {explicit}
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    if manifest.get("kind") == "train" and isinstance(data.get("template"), str):
+        return {data["template"]}
+    found: set[str] = set()
+    inputs = manifest.get("inputs")
+    if manifest.get("kind") == "merge" and isinstance(inputs, list):
+        for item in inputs:
+            if isinstance(item, dict) and isinstance(item.get("path"), str):
+                found |= recorded_templates(item["path"], _depth + 1)
+    return found
+
+
+def _probe_render(template: ChatTemplate, tokenizer: PreTrainedTokenizerBase) -> str | None:
+    try:
+        return template.render_prompt(_PROBE, tokenizer)
+    except TemplateError:
+        return None
+
+
+def resolve_chat_template(
+    model_dir: str | Path,
+    tokenizer: PreTrainedTokenizerBase,
+    requested: str | None = None,
+    *,
+    force: bool = False,
+) -> ChatTemplate:
+    """The template to format prompts with: the one the model was trained with.
+
+    The trained template is read from the manifest (:func:`recorded_templates`), else it is the tokenizer's
+    own ``chat_template`` ("model"). A ``requested`` template that renders a probe conversation differently
+    from the trained one is refused unless ``force``; with no template recorded, no ``chat_template`` in the
+    tokenizer and none requested, there is nothing to format prompts with and that is refused too.
+    """
+    where = Path(model_dir)
+    trained = sorted(recorded_templates(model_dir))
+    if not trained and getattr(tokenizer, "chat_template", None):
+        trained = ["model"]
+    if requested is None:
+        if not trained:
+            raise TemplateError(
+                f"{where}: no chat template (the tokenizer has none and {MANIFEST_FILE} records none); "
+                "pass --template chatml|tulu|model"
+            )
+        if len(trained) > 1:
+            raise TemplateError(
+                f"{where}: merged from models trained with different chat templates ({', '.join(trained)}); "
+                "pass --template to choose one"
+            )
+        chosen = get_template(trained[0])
+    else:
+        chosen = get_template(requested)
+        if trained and not force:
+            rendered = _probe_render(chosen, tokenizer)
+            matches = [name for name in trained if _probe_render(get_template(name), tokenizer) == rendered]
+            if rendered is None or not matches:
+                raise TemplateError(
+                    f"{where}: trained with chat template {' / '.join(trained)!s}, asked for {chosen.name!r} "
+                    "which renders prompts differently; pass --force-template to use it anyway"
+                )
+    check_tokenizer(chosen, tokenizer)
+    return chosen
+
+
+def end_of_turn_ids(template: ChatTemplate, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Token ids that end an answer: EOS plus the template's end-of-turn marker when it is one token.
+
+    The marker is what the template writes after an assistant answer (``<|im_end|>`` for ChatML, EOS for
+    Tulu, ``<|eot_id|>`` for a Llama-3 style model template), found by rendering a probe answer.
+    """
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    probe = (Message("user", "x"), Message("assistant", _END_PROBE))
+    try:
+        targets = [text for text, is_target in template.segments(probe, tokenizer) if is_target]
+    except TemplateError:
+        return ids
+    if targets and targets[-1].startswith(_END_PROBE):
+        marker = targets[-1][len(_END_PROBE) :].strip()
+        marker_ids = tokenizer.encode(marker, add_special_tokens=False) if marker else []
+        if len(marker_ids) == 1:
+            ids.add(int(marker_ids[0]))
+    return ids
+
+
+# --------------------------------------------------------------------------------------------------------
+# The backend
+
+
+@dataclass
+class GenerationStats:
+    """Counters over a backend's lifetime (the throughput benchmark reads them)."""
+
+    prompts: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    forward_passes: int = 0
+    truncated_prompts: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _sample_seed(seed: int, prompt_ids: Sequence[int], sample: int) -> int:
+    digest = hashlib.sha256(f"{seed}|{sample}|{','.join(map(str, prompt_ids))}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _chunks(order: list[int], size: int) -> list[list[int]]:
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+class PromptEncoder:
+    """Conversation → rendered prompt → token ids, as training tokenized prompt segments."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, template: str | ChatTemplate) -> None:
+        self.tokenizer = tokenizer
+        self.template = get_template(template)
+        self.bos = bos_to_prepend(tokenizer)
+
+    def render(self, conversation: Conversation) -> str:
+        """The conversation as the model sees it, ending with the assistant generation prompt."""
+        messages = tuple(Message(turn["role"], turn["content"]) for turn in conversation)  # type: ignore[arg-type]
+        if not messages:
+            raise UsageError("empty conversation: a prompt needs at least one message")
+        return self.template.render_prompt(ChatRecord(messages), self.tokenizer)
+
+    def encode(self, conversation: Conversation) -> list[int]:
+        """Token ids of :meth:`render`: ``add_special_tokens=False``, BOS prepended as training does."""
+        text = self.render(conversation)
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        bos_text = self.tokenizer.bos_token
+        if self.bos is not None and not (bos_text and text.startswith(bos_text)):
+            ids.insert(0, self.bos)
+        return ids
+
+
+@dataclass
+class _Row:
+    """One sequence being generated: which prompt and sample it is, its tokens so far."""
+
+    prompt: int
+    sample: int
+    ids: list[int]
+    generator: torch.Generator | None
+    out: list[int] = field(default_factory=list)
+
+
+class HFBackend:
+    """A :class:`~skillmerge.evaluate.suites.base.ModelBackend` over a transformers causal LM."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        template: str | ChatTemplate,
+        *,
+        batch_size: int = 16,
+        name: str = "hf",
+    ) -> None:
+        if batch_size < 1:
+            raise UsageError(f"batch_size must be ≥ 1, got {batch_size}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.template = get_template(template)
+        self.batch_size = batch_size
+        self.name = name
+        self.device = next(model.parameters()).device
+        self.stop_ids = end_of_turn_ids(self.template, tokenizer)
+        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        for eos in gen_eos if isinstance(gen_eos, list) else [gen_eos]:
+            if eos is not None:
+                self.stop_ids.add(int(eos))
+        self.pad_id = next(
+            (i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None),
+            0,
+        )
+        self.prompts = PromptEncoder(tokenizer, self.template)
+        self.max_length = int(getattr(model.config, "max_position_embeddings", 0) or 1 << 30)
+        parameters = inspect.signature(model.forward).parameters
+        # transformers 5.x renamed ``past_key_values`` to ``cache``; accept either.
+        self._cache_kw = "cache" if "cache" in parameters else "past_key_values"
+        self._keeps_logits = "logits_to_keep" in parameters
+        self.stats = GenerationStats()
+
+    @classmethod
+    def from_dir(
+        cls,
+        model_dir: str | Path,
+        *,
+        template: str | None = None,
+        force_template: bool = False,
+        batch_size: int = 16,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> HFBackend:
+        """Load ``model_dir`` (never the hub) and pick its chat template (:func:`resolve_chat_template`)."""
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+        model, tokenizer = load_model(model_dir, dtype=dtype)
+        chat_template = resolve_chat_template(model_dir, tokenizer, template, force=force_template)
+        return cls(model.to(device), tokenizer, chat_template, batch_size=batch_size, name=f"hf:{model_dir}")
+
+    # -- prompts ------------------------------------------------------------------------------------------
+
+    def render(self, conversation: Conversation) -> str:
+        return self.prompts.render(conversation)
+
+    def encode_prompt(self, conversation: Conversation) -> list[int]:
+        return self.prompts.encode(conversation)
+
+    # -- generation ---------------------------------------------------------------------------------------
+
+    def generate(self, conversations: Sequence[Conversation], params: GenerationParams) -> list[list[str]]:
+        """``params.n`` completions per conversation, stop sequences cut off (see the module docstring)."""
+        if not conversations:
+            raise UsageError("no prompts to generate from (empty prompt set)")
+        prompts = [self.encode_prompt(c) for c in conversations]
+        outputs = self.generate_ids(prompts, params)
+        return [[self._finish_text(ids, params.stop) for ids in row] for row in outputs]
+
+    def generate_ids(
+        self, prompts: Sequence[Sequence[int]], params: GenerationParams
+    ) -> list[list[list[int]]]:
+        """Generated token ids (end-of-turn token excluded): ``params.n`` lists per prompt."""
+        _check_params(params)
+        if not prompts:
+            raise UsageError("no prompts to generate from (empty prompt set)")
+        start = time.perf_counter()
+        greedy = params.temperature <= 0
+        samples = 1 if greedy else params.n  # greedy samples are all identical: compute one, copy it
+        budget = max(1, self.max_length - params.max_new_tokens)
+        rows: list[_Row] = []
+        for p, ids in enumerate(prompts):
+            if not ids:
+                raise UsageError(f"prompt {p} has no tokens")
+            if len(ids) > budget:
+                self.stats.truncated_prompts += 1
+                ids = ids[-budget:]  # keep the end: the question and the generation prompt
+            for s in range(samples):
+                generator = None
+                if not greedy:
+                    generator = torch.Generator(device=self.device)
+                    generator.manual_seed(_sample_seed(params.seed, ids, s))
+                rows.append(_Row(p, s, list(ids), generator))
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i].ids))
+        for batch in _chunks(order, self.batch_size):
+            self._generate_batch([rows[i] for i in batch], params)
+        results: list[list[list[int]]] = [[[] for _ in range(samples)] for _ in prompts]
+        for row in rows:
+            results[row.prompt][row.sample] = row.out
+        if greedy and params.n > 1:
+            results = [[list(r[0]) for _ in range(params.n)] for r in results]
+        self.stats.prompts += len(prompts)
+        self.stats.prompt_tokens += sum(len(r.ids) for r in rows)
+        self.stats.generated_tokens += sum(len(r.out) for r in rows)
+        self.stats.seconds += time.perf_counter() - start
+        return results
+
+    def _forward(self, **kwargs: Any) -> torch.Tensor:
+        self.stats.forward_passes += 1
+        return self.model(**kwargs).logits
+
+    @torch.inference_mode()
+    def _generate_batch(self, rows: list[_Row], params: GenerationParams) -> None:
+        width = max(len(r.ids) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, width - len(row.ids) :] = torch.tensor(row.ids)
+            mask[i, width - len(row.ids) :] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        extra = {"logits_to_keep": 1} if self._keeps_logits else {}
+        logits = self._forward(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **{self._cache_kw: cache},
+            **extra,
+        )[:, -1, :]
+        next_position = positions[:, -1] + 1
+        live = list(rows)
+        stops = [s for s in params.stop if s]  # an empty stop string would end every row at once
+        stop_window = 4 * max((len(s) for s in stops), default=0) + 8  # ≤ 4 bytes a char, ≥ 1 byte a token
+        for _ in range(params.max_new_tokens):
+            tokens = self._pick(logits, params, [r.generator for r in live])
+            keep: list[int] = []
+            for i, row in enumerate(live):
+                token = int(tokens[i])
+                if token in self.stop_ids:
+                    continue
+                row.out.append(token)
+                if len(row.out) >= params.max_new_tokens:
+                    continue
+                if stops:
+                    tail = self.tokenizer.decode(row.out[-stop_window:], skip_special_tokens=True)
+                    if any(s in tail for s in stops):
+                        continue
+                keep.append(i)
+            if not keep:
+                break
+            if len(keep) < len(live):  # drop finished rows from every tensor and the cache
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                tokens, mask, next_position = tokens[index], mask[index], next_position[index]
+                live = [live[i] for i in keep]
+            mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
+            logits = self._forward(
+                input_ids=tokens[:, None],
+                attention_mask=mask,
+                position_ids=next_position[:, None],
+                use_cache=True,
+                **{self._cache_kw: cache},
+            )[:, -1, :]
+            next_position = next_position + 1
+
+    @staticmethod
+    def _pick(
+        logits: torch.Tensor, params: GenerationParams, generators: list[torch.Generator | None]
+    ) -> torch.Tensor:
+        if params.temperature <= 0:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+        if params.top_p < 1.0:
+            # Keep the smallest set of most likely tokens whose mass reaches top_p (always the first one).
+            sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
+            outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= params.top_p
+            sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, sorted_ids, sorted_probs)
+            probs = probs / probs.sum(dim=-1, keepdim=True)
+        picks = [torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)]
+        return torch.cat(picks)
+
+    def _finish_text(self, ids: list[int], stop: Sequence[str]) -> str:
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        cut = min((text.find(s) for s in stop if s and s in text), default=-1)
+        return text[:cut] if cut >= 0 else text
+
+    # -- scoring ------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def loglikelihood(self, requests: Sequence[tuple[Conversation, str]]) -> list[float]:
+        """``Σ log p(continuation tokens | rendered conversation)`` per request (natural log)."""
+        if not requests:
+            raise UsageError("no requests to score (empty prompt set)")
+        encoded: list[tuple[list[int], list[int]]] = []
+        for i, (conversation, continuation) in enumerate(requests):
+            cont = list(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
+            if not cont:
+                raise UsageError(f"request {i}: the continuation {continuation!r} has no tokens")
+            context = self.encode_prompt(conversation)
+            room = self.max_length - len(cont)
+            if room < 1:
+                raise UsageError(
+                    f"request {i}: continuation longer than the model's context ({self.max_length})"
+                )
+            encoded.append((context[-room:], cont))
+        scores = [0.0] * len(encoded)
+        order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
+        for batch in _chunks(order, self.batch_size):
+            for i, value in zip(batch, self._score_batch([encoded[i] for i in batch]), strict=True):
+                scores[i] = value
+        return scores
+
+    def _score_batch(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
+        width = max(len(c) + len(x) for c, x in pairs)
+        keep = max(len(x) for _, x in pairs) + 1
+        input_ids = torch.full((len(pairs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(pairs), width), dtype=torch.long)
+        for i, (context, cont) in enumerate(pairs):
+            ids = context + cont
+            input_ids[i, width - len(ids) :] = torch.tensor(ids)
+            mask[i, width - len(ids) :] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        extra = {"logits_to_keep": keep} if self._keeps_logits else {}
+        logits = self._forward(input_ids=input_ids, attention_mask=mask, position_ids=positions, **extra)
+        logits = logits[:, -keep:, :].float()
+        out = []
+        for i, (_, cont) in enumerate(pairs):
+            # Kept column j holds the prediction for absolute position width − keep + j + 1; the continuation
+            # occupies the last len(cont) positions, so its predictions are kept columns keep−1−len(cont) ...
+            start = keep - 1 - len(cont)
+            logprobs = torch.log_softmax(logits[i, start : start + len(cont)], dim=-1)
+            target = torch.tensor(cont, device=logprobs.device)
+            out.append(float(logprobs.gather(-1, target[:, None]).sum()))
+        return out
+
+
+def _check_params(params: GenerationParams) -> None:
+    if params.max_new_tokens < 1:
+        raise UsageError(f"max_new_tokens must be ≥ 1, got {params.max_new_tokens}")
+    if params.n < 1:
+        raise UsageError(f"n (samples per prompt) must be ≥ 1, got {params.n}")
+    if not 0.0 < params.top_p <= 1.0:
+        raise UsageError(f"top_p must be in (0, 1], got {params.top_p}")
+    if params.temperature < 0:
+        raise UsageError(f"temperature must be ≥ 0, got {params.temperature}")
+
+
+__all__ = [
+    "GenerationStats",
+    "HFBackend",
+    "PromptEncoder",
+    "end_of_turn_ids",
+    "recorded_templates",
+    "resolve_chat_template",
+    "tokenizer_name",
+]

@@ -1,0 +1,162 @@
+"""The suite registry: suites are found by name (lm-eval style), each module registers its own.
+
+A suite module decorates its factory (a :class:`~skillmerge.evaluate.suites.base.Suite` subclass or a
+function returning one) with ``@register_suite("name")``; :func:`get_suite` builds it with options. The
+built-in modules are imported below, each on its own, so one that cannot be imported (a missing optional
+dependency) leaves the others usable and is named when its suite is asked for.
+
+Paper aggregates (:mod:`skillmerge.evaluate`) need each suite's *category* (general, science, safety,
+exaggerated_refusal, coding) and *headline* score in [0, 1], higher is better:
+
+- category: ``register_suite(name, category=...)``, else ``SuiteResult.meta["category"]``, else
+  :data:`DEFAULT_CATEGORIES` by name;
+- headline: ``metrics["score"]``; else the metric :data:`DEFAULT_HEADLINES` names (rescaled); else, for
+  coding, the mean of the ``pass@k`` metrics; else a metric named like the category; else the only metric;
+- components: ``SuiteResult.meta["components"]`` (``{task: score in [0, 1]}``) when a suite bundles several
+  tasks (the paper averages tasks, not suites); else ``{suite: headline}``. Task names are global: two
+  suites reporting the same task count it once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+from skillmerge.errors import UsageError
+from skillmerge.evaluate.suites.base import Suite, SuiteFactory, SuiteResult
+
+T = TypeVar("T")
+
+SUITES: dict[str, SuiteFactory] = {}
+CATEGORIES: dict[str, str] = {}
+CATEGORY_NAMES: tuple[str, ...] = ("general", "science", "safety", "exaggerated_refusal", "coding")
+DEFAULT_CATEGORIES: dict[str, str] = {
+    "coding": "coding",
+    "humaneval": "coding",
+    "mbpp": "coding",
+    "safety": "safety",
+    "xstest": "exaggerated_refusal",
+}
+# Suites whose headline is a named metric on a 0-100 scale: (metric, divisor to bring it to [0, 1]).
+DEFAULT_HEADLINES: dict[str, tuple[str, float]] = {
+    "safety": ("safety", 100.0),
+    "xstest": ("xstest_safe_compliance", 100.0),
+}
+BUILTIN_MODULES: tuple[str, ...] = ("coding", "safety", "xstest", "general", "science")
+IMPORT_ERRORS: dict[str, str] = {}
+
+
+def register_suite(name: str, *, category: str | None = None) -> Callable[[SuiteFactory], SuiteFactory]:
+    """Decorator: make ``factory`` available as ``get_suite(name)``; a taken name is a programming error."""
+    if category is not None and category not in CATEGORY_NAMES:
+        raise ValueError(
+            f"suite {name!r}: unknown category {category!r} (one of {', '.join(CATEGORY_NAMES)})"
+        )
+
+    def decorate(factory: SuiteFactory) -> SuiteFactory:
+        if name in SUITES and SUITES[name] is not factory:
+            raise ValueError(f"suite {name!r} is registered twice")
+        SUITES[name] = factory
+        if category is not None:
+            CATEGORIES[name] = category
+        return factory
+
+    return decorate
+
+
+def suite_names() -> list[str]:
+    return sorted(SUITES)
+
+
+def get_suite(name: str, **options: object) -> Suite:
+    """Build the suite registered as ``name`` with ``options`` (one-line :class:`UsageError` otherwise)."""
+    factory = SUITES.get(name)
+    if factory is None:
+        broken = "".join(
+            f"; suite module {m!r} failed to import ({e})" for m, e in sorted(IMPORT_ERRORS.items())
+        )
+        raise UsageError(f"unknown suite {name!r}; known: {', '.join(suite_names()) or 'none'}{broken}")
+    try:
+        suite = factory(**options)
+    except TypeError as err:
+        raise UsageError(f"suite {name!r}: bad options {sorted(options)} ({err})") from None
+    if not suite.name:
+        suite.name = name
+    return suite
+
+
+def suite_category(name: str, result: SuiteResult | None = None) -> str | None:
+    """The paper aggregate a suite counts towards (None: reported, not aggregated)."""
+    if name in CATEGORIES:
+        return CATEGORIES[name]
+    if result is not None and isinstance(result.meta.get("category"), str):
+        return str(result.meta["category"])
+    return DEFAULT_CATEGORIES.get(name)
+
+
+def headline_score(result: SuiteResult, category: str | None) -> float | None:
+    """The one number in [0, 1] a suite contributes (rules in the module docstring); None if unclear."""
+    metrics: Mapping[str, float] = result.metrics
+    if "score" in metrics:
+        return float(metrics["score"])
+    named = DEFAULT_HEADLINES.get(result.suite)
+    if named is not None and named[0] in metrics:
+        return float(metrics[named[0]]) / named[1]
+    if category == "coding":
+        passes = [float(v) for k, v in metrics.items() if k.startswith("pass@")]
+        if passes:
+            return sum(passes) / len(passes)
+    if category is not None and category in metrics:
+        return float(metrics[category])
+    if len(metrics) == 1:
+        return float(next(iter(metrics.values())))
+    return None
+
+
+def suite_components(result: SuiteResult, category: str | None) -> dict[str, float]:
+    """``{task: score}`` a suite adds to its aggregate (see the module docstring)."""
+    components = result.meta.get("components")
+    if isinstance(components, Mapping) and components:
+        return {str(k): float(v) for k, v in components.items()}
+    score = headline_score(result, category)
+    return {} if score is None else {result.suite: score}
+
+
+def select_items(items: Sequence[T], limit: int | None, seed: int) -> list[T]:
+    """``limit`` items drawn without replacement with ``seed``, in their original order (all when None)."""
+    if limit is not None and limit < 1:
+        raise UsageError(f"limit must be ≥ 1, got {limit}")
+    if limit is None or limit >= len(items):
+        return list(items)
+    keep = sorted(random.Random(seed).sample(range(len(items)), limit))
+    return [items[i] for i in keep]
+
+
+def _import_builtins() -> None:
+    for module in BUILTIN_MODULES:
+        name = f"{__name__}.{module}"
+        try:
+            importlib.import_module(name)
+        except ImportError as err:  # a suite that cannot load must not take the others down
+            if isinstance(err, ModuleNotFoundError) and err.name == name:
+                continue  # not part of this installation
+            IMPORT_ERRORS[module] = str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+_import_builtins()
+
+__all__ = [
+    "CATEGORY_NAMES",
+    "SUITES",
+    "Suite",
+    "SuiteResult",
+    "get_suite",
+    "headline_score",
+    "register_suite",
+    "select_items",
+    "suite_category",
+    "suite_components",
+    "suite_names",
+]
