@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from skillmerge.data.records import ChatRecord, Message
@@ -236,6 +237,7 @@ class HFBackend:
         *,
         batch_size: int = 16,
         name: str = "hf",
+        progress: bool = True,
     ) -> None:
         if batch_size < 1:
             raise UsageError(f"batch_size must be ≥ 1, got {batch_size}")
@@ -244,6 +246,7 @@ class HFBackend:
         self.template = get_template(template)
         self.batch_size = batch_size
         self.name = name
+        self.progress = progress
         self.device = next(model.parameters()).device
         self.stop_ids = end_of_turn_ids(self.template, tokenizer)
         gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -323,8 +326,16 @@ class HFBackend:
                     generator.manual_seed(_sample_seed(params.seed, ids, s))
                 rows.append(_Row(p, s, list(ids), generator))
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i].ids))
-        for batch in _chunks(order, self.batch_size):
-            self._generate_batch([rows[i] for i in batch], params)
+        # Generation is the slow part of every evaluation: show rows done and generated tokens/s.
+        with tqdm(
+            total=len(rows), desc=f"generate ({self.name})", unit="seq", disable=not self.progress
+        ) as bar:
+            for batch in _chunks(order, self.batch_size):
+                chunk = [rows[i] for i in batch]
+                self._generate_batch(chunk, params)
+                made = sum(len(r.out) for r in rows)
+                bar.set_postfix(tok_s=f"{made / max(time.perf_counter() - start, 1e-9):.1f}")
+                bar.update(len(chunk))
         results: list[list[list[int]]] = [[[] for _ in range(samples)] for _ in prompts]
         for row in rows:
             results[row.prompt][row.sample] = row.out
