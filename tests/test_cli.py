@@ -151,3 +151,21 @@ def test_data_leakage_exits_1_on_a_leak(tmp_path: Path, capsys: pytest.CaptureFi
     code, out, _ = _run(["data", "leakage", str(leaky), "--against", "harmbench", "--json"], capsys)
     assert code == 1
     assert json.loads(out)["n_leaked_records"] == 1
+
+
+def test_eval_suite_options_parse_as_yaml_values() -> None:
+    from skillmerge.errors import UsageError
+    from skillmerge.evaluate.command import parse_suite_options
+
+    assert parse_suite_options(["coding.samples=0", "coding.k=[1, 5]", "safety.limit=3"]) == {
+        "coding": {"samples": 0, "k": [1, 5]},
+        "safety": {"limit": 3},
+    }
+    with pytest.raises(UsageError, match="SUITE.KEY=VALUE"):
+        parse_suite_options(["samples=0"])
+
+
+def test_stage_commands_are_wired(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["eval", "--help"], ["eval-code", "--help"], ["judge", "refusal", "--help"]):
+        code, out, _ = _run(args, capsys)
+        assert code == 0 and "Usage" in out

@@ -44,6 +44,14 @@ def eval_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing output directory.")
     ] = False,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            help="A suite option SUITE.KEY=VALUE (repeatable), e.g. coding.samples=0 or coding.k=[1,5].",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Evaluate a model on offline suites; write per-item JSONL, summaries, scores.json and a manifest."""
     from skillmerge.evaluate import SCORE_LABELS, run
@@ -61,6 +69,7 @@ def eval_command(
         overwrite=overwrite,
         lm_eval_tasks=parse_tasks(lm_eval),
         batch_size=batch_size,
+        suite_options=parse_suite_options(option or []),
     )
     for name, metrics in result["suites"].items():
         shown = ", ".join(f"{k} {v:.4g}" for k, v in list(metrics.items())[:8])
@@ -74,3 +83,23 @@ def eval_command(
     )
     typer.echo(f"wrote {result['out_dir']}")
     return result
+
+
+def parse_suite_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["coding.samples=0"]`` → ``{"coding": {"samples": 0}}``; values are parsed as YAML."""
+    import yaml
+
+    from skillmerge.errors import UsageError
+
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        suite_name, dot, field = key.partition(".")
+        if not sep or not dot or not suite_name or not field:
+            raise UsageError(f"--option {item!r}: expected SUITE.KEY=VALUE, e.g. coding.samples=0")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise UsageError(f"--option {item!r}: value is not a valid YAML scalar or list") from None
+        options.setdefault(suite_name, {})[field] = value
+    return options
