@@ -161,7 +161,7 @@ def test_eval_suite_options_parse_as_yaml_values() -> None:
         "coding": {"samples": 0, "k": [1, 5]},
         "safety": {"limit": 3},
     }
-    with pytest.raises(UsageError, match="SUITE.KEY=VALUE"):
+    with pytest.raises(UsageError, match=r"SUITE\.KEY=VALUE"):
         parse_suite_options(["samples=0"])
 
 
@@ -169,3 +169,9 @@ def test_stage_commands_are_wired(capsys: pytest.CaptureFixture[str]) -> None:
     for args in (["eval", "--help"], ["eval-code", "--help"], ["judge", "refusal", "--help"]):
         code, out, _ = _run(args, capsys)
         assert code == 0 and "Usage" in out
+
+
+def test_cli_import_does_not_load_torch() -> None:
+    # `skillmerge --help` must stay instant: stage commands import their heavy engines only when they run.
+    code = "import sys, skillmerge.cli; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

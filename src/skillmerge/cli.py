@@ -299,7 +299,9 @@ def _register_stage_commands() -> None:
     from skillmerge.evaluate.command import eval_command
     from skillmerge.evaluate.eval_code import eval_code_command
     from skillmerge.evaluate.judge_command import judge_refusal_command, judge_validate_command
+    from skillmerge.merge.command import merge_command
 
+    app.command("merge")(merge_command)
     app.command("eval")(eval_command)
     app.command("eval-code")(eval_code_command)
     judge_app = typer.Typer(help="Refusal judge: label completions, validate against human labels.")

@@ -1,0 +1,345 @@
+"""skillmerge's streaming merge vs ``mergekit-yaml``: wall time, peak RSS, I/O floor and output parity.
+
+Both tools get the SAME mergekit YAML file (skillmerge accepts mergekit's form) and run as child processes,
+alternating (ours, mergekit, ours, mergekit, ...), on the same machine. Per child:
+
+    wall       = seconds from spawn to exit (includes Python + torch import, ~2 s for either tool)
+    peak RSS   = ru_maxrss of that child (os.wait4), resident pages incl. memory-mapped input pages
+    I/O floor  = seconds for a plain streaming copy of the same bytes: read every input weight file in
+                 16 MiB chunks and write as many bytes as the merge output (no compute, no fsync)
+    floor frac = floor seconds / our merge seconds   (1.0 = we run at disk/page-cache speed)
+
+Cases: (a) SmolLM2-135M imported from the packaged GGUF (fp32) + 2 perturbed copies as skill models,
+3 inputs, task_arithmetic / ties / dare_ties; (b) a synthetic bf16 Llama (~1B parameters by default) in
+shards, 3 inputs, task_arithmetic computed in fp32 and written as bf16 by both tools.
+Parity is the max |ours − mergekit| over all shared tensors. DARE draws its masks from different RNGs in
+the two tools (mergekit: the global torch RNG in its task order; ours: a generator per tensor seeded from
+sha256(seed:name)), so dare_ties parity is reported but NOT expected to be small.
+
+mergekit is installed into its own venv (build/bench/mergekit-venv, torch==2.13.0 CPU) so it cannot change
+our environment. Inputs are cached under build/bench/. Inputs sit in the page cache after the first pass,
+so every run (ours, mergekit, floor) reads from memory, not from disk.
+
+    python benchmarks/merge_vs_mergekit.py                 # ≈ 10-15 min on 2 cores
+    python benchmarks/merge_vs_mergekit.py --params 0.3e9  # a smaller synthetic model
+Writes benchmarks/results/merge.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+from skillmerge.models.shards import ShardedSafetensorsWriter, TensorReader
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "build" / "bench"
+VENV = BENCH / "mergekit-venv"
+RESULTS = ROOT / "benchmarks" / "results" / "merge.json"
+MERGEKIT_SPEC = ("torch==2.13.0", "mergekit==0.1.5")
+_SIDE_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
+
+
+def ensure_mergekit() -> Path:
+    """``mergekit-yaml`` from a venv of its own (created on first use)."""
+    exe = VENV / "bin" / "mergekit-yaml"
+    if not exe.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", *MERGEKIT_SPEC], check=True)
+    return exe
+
+
+def copy_side_files(src: Path, dst: Path) -> None:
+    for name in _SIDE_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+
+
+def perturbed_copy(src: Path, dst: Path, seed: int, scale: float = 0.01, shard: int = 2**30) -> Path:
+    """``src`` + N(0, (scale·std(W))²) per tensor, streamed tensor by tensor (a stand-in for a fine-tune)."""
+    if dst.exists():
+        return dst
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(seed)
+    with TensorReader(src) as reader, ShardedSafetensorsWriter(tmp, max_shard_bytes=shard) as writer:
+        for name in reader.names():
+            w = reader.get(name)
+            noise = torch.randn(w.shape, generator=gen) * (scale * float(w.float().std()) + 1e-4)
+            writer.add(name, (w.float() + noise).to(w.dtype))
+    copy_side_files(src, tmp)
+    tmp.rename(dst)
+    return dst
+
+
+def smollm2_inputs() -> list[Path]:
+    from skillmerge.models.gguf import import_gguf, smollm2_gguf_path
+
+    base = BENCH / "smollm2" / "base"
+    if not base.exists():
+        import_gguf(smollm2_gguf_path(), base, dtype=torch.float32)
+    return [
+        base,
+        perturbed_copy(base, BENCH / "smollm2" / "skill1", 1),
+        perturbed_copy(base, BENCH / "smollm2" / "skill2", 2),
+    ]
+
+
+def synthetic_llama(params: float, tokenizer_from: Path) -> tuple[list[Path], int]:
+    """Three random bf16 Llamas (TinyLlama-like shapes, layer count sized to ``params``) in 1 GiB shards."""
+    from transformers import LlamaConfig
+
+    hidden, inter, vocab = 2048, 5632, json.loads((tokenizer_from / "config.json").read_text())["vocab_size"]
+    per_layer = 2 * hidden * hidden + 2 * hidden * 256 + 3 * hidden * inter + 2 * hidden
+    layers = max(1, round((params - 2 * vocab * hidden) / per_layer))
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        tie_word_embeddings=False,
+        dtype="bfloat16",
+    )
+    shapes = {
+        "model.embed_tokens.weight": (vocab, hidden),
+        "lm_head.weight": (vocab, hidden),
+        "model.norm.weight": (hidden,),
+    }
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        shapes |= {
+            p + "self_attn.q_proj.weight": (hidden, hidden),
+            p + "self_attn.k_proj.weight": (256, hidden),
+            p + "self_attn.v_proj.weight": (256, hidden),
+            p + "self_attn.o_proj.weight": (hidden, hidden),
+            p + "mlp.gate_proj.weight": (inter, hidden),
+            p + "mlp.up_proj.weight": (inter, hidden),
+            p + "mlp.down_proj.weight": (hidden, inter),
+            p + "input_layernorm.weight": (hidden,),
+            p + "post_attention_layernorm.weight": (hidden,),
+        }
+    config.architectures = ["LlamaForCausalLM"]  # mergekit picks its architecture table from this
+    n_params = sum(int(torch.Size(s).numel()) for s in shapes.values())
+    dirs = []
+    for k in range(3):
+        out = BENCH / f"llama-{n_params / 1e9:.2f}B" / f"m{k}"
+        dirs.append(out)
+        if out.exists():
+            config.save_pretrained(out)
+            continue
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        gen = torch.Generator().manual_seed(100 + k)
+        with ShardedSafetensorsWriter(tmp, max_shard_bytes=2**30) as writer:
+            for name, shape in shapes.items():
+                t = torch.ones(shape) if len(shape) == 1 else torch.randn(shape, generator=gen) * 0.02
+                writer.add(name, t.to(torch.bfloat16))
+        config.save_pretrained(tmp)
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (tokenizer_from / name).is_file():
+                shutil.copyfile(tokenizer_from / name, tmp / name)
+        tmp.rename(out)
+    return dirs, n_params
+
+
+def mergekit_yaml(method: str, inputs: list[Path], dtype: str, out_dtype: str | None) -> str:
+    base, *skills = inputs
+    params = {
+        "task_arithmetic": "{weight: 0.5}",
+        "ties": "{weight: 0.5, density: 0.5}",
+        "dare_ties": "{weight: 0.5, density: 0.5}",
+    }[method]
+    lines = [f"merge_method: {method}", f"base_model: {base}", "models:"]
+    lines += [f"  - model: {s}\n    parameters: {params}" for s in skills]
+    lines += [f"dtype: {dtype}"] + ([f"out_dtype: {out_dtype}"] if out_dtype else [])
+    return "\n".join(lines) + "\n"
+
+
+def timed_child(cmd: list[str]) -> dict[str, float]:
+    """Run ``cmd``; wall seconds and the child's own peak RSS (os.wait4 rusage)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{output.decode(errors='replace')[-3000:]}")
+    return {"wall_s": wall, "peak_rss_bytes": usage.ru_maxrss * 1024}
+
+
+def io_floor(inputs: list[Path], out_bytes: int, scratch: Path) -> float:
+    """Seconds to stream-read every input weight file and write ``out_bytes`` (16 MiB chunks, no compute)."""
+    chunk = 16 * 1024**2
+    start = time.perf_counter()
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    for model in inputs:
+        for file in sorted(model.glob("*.safetensors")):
+            with file.open("rb", buffering=0) as handle:
+                while handle.readinto(view):
+                    pass
+    with scratch.open("wb", buffering=0) as handle:
+        left = out_bytes
+        while left > 0:
+            left -= handle.write(view[: min(chunk, left)])
+    elapsed = time.perf_counter() - start
+    scratch.unlink()
+    return elapsed
+
+
+def max_abs_diff(a: Path, b: Path) -> dict[str, Any]:
+    with TensorReader(a) as ra, TensorReader(b) as rb:
+        shared = sorted(set(ra.names()) & set(rb.names()))
+        worst, where, differing, total = 0.0, None, 0, 0
+        for name in shared:
+            delta = (ra.get(name).float() - rb.get(name).float()).abs()
+            differing += int((delta > 1e-5).sum())
+            total += delta.numel()
+            diff = float(delta.max()) if delta.numel() else 0.0
+            if diff > worst:
+                worst, where = diff, name
+        only_ours = sorted(set(ra.names()) - set(rb.names()))
+        only_theirs = sorted(set(rb.names()) - set(ra.names()))
+    return {
+        "max_abs_diff": worst,
+        "worst_tensor": where,
+        "tensors_compared": len(shared),
+        "entries_over_1e-5": differing,
+        "entries": total,
+        "only_ours": only_ours,
+        "only_mergekit": only_theirs,
+    }
+
+
+def bench_case(
+    label: str, method: str, inputs: list[Path], dtype: str, out_dtype: str | None, reps: int, mergekit: Path
+) -> dict[str, Any]:
+    work = BENCH / "runs" / f"{label}-{method}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    cfg = work / "merge.yaml"
+    cfg.write_text(mergekit_yaml(method, inputs, dtype, out_dtype))
+    ours_cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from skillmerge.merge import run; "
+        "r = run(sys.argv[1], sys.argv[2], overwrite=True, progress=False); "
+        "print(r.bytes_read, r.bytes_written)",
+        str(cfg),
+        str(work / "ours"),
+    ]
+    theirs_cmd = [str(mergekit), str(cfg), str(work / "mergekit")]
+    runs: dict[str, list[dict[str, float]]] = {"ours": [], "mergekit": []}
+    for _ in range(reps):  # alternating, so drift (thermal, other load) hits both alike
+        shutil.rmtree(work / "mergekit", ignore_errors=True)
+        runs["ours"].append(timed_child(ours_cmd))
+        runs["ours"][-1]["merge_s"] = json.loads((work / "ours" / "manifest.json").read_text())[
+            "wall_seconds"
+        ]
+        runs["mergekit"].append(timed_child(theirs_cmd))
+    manifest = json.loads((work / "ours" / "manifest.json").read_text())
+    bytes_read, bytes_written = manifest["bytes_read"], manifest["bytes_written"]
+    floor = min(io_floor(inputs, bytes_written, work / "floor.bin") for _ in range(2))
+    ours = {k: min(r[k] for r in runs["ours"]) for k in ("wall_s", "peak_rss_bytes")}
+    theirs = {k: min(r[k] for r in runs["mergekit"]) for k in ("wall_s", "peak_rss_bytes")}
+    merge_s = min(r["merge_s"] for r in runs["ours"])  # the merge alone, without interpreter start-up
+    result = {
+        "case": label,
+        "method": method,
+        "inputs": [str(p) for p in inputs],
+        "dtype": dtype,
+        "out_dtype": out_dtype or dtype,
+        "reps": reps,
+        "runs": runs,
+        "ours": ours | {"merge_s_in_process": merge_s},
+        "mergekit": theirs,
+        "bytes_read": bytes_read,
+        "bytes_written": bytes_written,
+        "io_floor_s": floor,
+        "time_ratio": ours["wall_s"] / theirs["wall_s"],
+        "rss_ratio": ours["peak_rss_bytes"] / theirs["peak_rss_bytes"],
+        "floor_fraction": floor / merge_s,
+        "floor_fraction_incl_startup": floor / ours["wall_s"],
+        "parity": max_abs_diff(work / "ours", work / "mergekit"),
+    }
+    result["parity"]["comparable"] = method != "dare_ties"
+    shutil.rmtree(work / "ours", ignore_errors=True)
+    shutil.rmtree(work / "mergekit", ignore_errors=True)
+    print(
+        f"{label:>10} {method:<16} ours {ours['wall_s']:6.1f} s {ours['peak_rss_bytes'] / 2**30:5.2f} GiB | "
+        f"mergekit {theirs['wall_s']:6.1f} s {theirs['peak_rss_bytes'] / 2**30:5.2f} GiB | "
+        f"time × {result['time_ratio']:.2f}  RSS × {result['rss_ratio']:.2f}  "
+        f"floor {result['floor_fraction']:.0%} "
+        f"| max|Δ| {result['parity']['max_abs_diff']:.2e}",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=float, default=1.0e9, help="synthetic model size (parameters)")
+    parser.add_argument("--reps", type=int, default=2, help="runs per tool per case (alternating)")
+    parser.add_argument("--skip-synthetic", action="store_true")
+    args = parser.parse_args()
+    mergekit = ensure_mergekit()
+    smol = smollm2_inputs()
+    cases = []
+    for method in ("task_arithmetic", "ties", "dare_ties"):
+        cases.append(bench_case("smollm2", method, smol, "float32", None, args.reps, mergekit))
+    n_params = None
+    if not args.skip_synthetic:
+        synth, n_params = synthetic_llama(args.params, smol[0])
+        cases.append(
+            bench_case("synthetic", "task_arithmetic", synth, "float32", "bfloat16", args.reps, mergekit)
+        )
+    version = subprocess.run(
+        [str(VENV / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('mergekit'))"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    report = {
+        "benchmark": "merge_vs_mergekit",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "torch": torch.__version__,
+        "mergekit": version,
+        "synthetic_params": n_params,
+        "targets": {"time_ratio_max": 0.5, "rss_ratio_max": 0.5, "floor_fraction_min": 0.5},
+        "cases": cases,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,414 @@
+"""The streaming merge: one tensor name at a time, from every input, through the method, into output shards.
+
+For each planned tensor the engine reads the raw bytes from every input (a small thread pool reads the next
+few tensors ahead with ``os.preadv``, which releases the GIL, so disk reads overlap compute), converts them to
+fp32 on the chosen device, checks they are finite, builds the task vectors (LoRA: ΔW = s·B·A), calls the
+method with a generator seeded from ``sha256(f"{seed}:{name}")`` (so the result does not depend on thread
+count or tensor order), casts to the output dtype and hands the tensor to a writer thread. Peak memory is
+O(largest tensor × inputs × prefetch depth + one output shard), never O(model).
+
+Everything is written inside :func:`skillmerge.atomic.atomic_dir`: an error at any point (a NaN found in
+tensor 200, a full disk) leaves nothing at the destination.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from skillmerge.atomic import atomic_dir
+from skillmerge.errors import ModelError
+from skillmerge.merge.methods.base import TensorInputs
+from skillmerge.merge.plan import InputModel, MergePlan, TensorTask
+from skillmerge.models.card import render_model_card
+from skillmerge.models.fingerprint import file_fingerprint, fingerprint_from_digests, header_fingerprint
+from skillmerge.models.shards import SAFETENSORS_TO_TORCH, ShardedSafetensorsWriter, TensorReader
+
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+)
+_CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+MANIFEST_FILE = "manifest.json"
+# Not models.io.library_versions: importing models.io loads transformers, seconds a merge does not need.
+_VERSIONED = ("skillmerge", "torch", "safetensors", "tokenizers", "pydantic", "transformers")
+
+
+@dataclass
+class MergeResult:
+    """What a merge did (or, for a dry run, would do)."""
+
+    out_dir: Path
+    dry_run: bool
+    plan: dict[str, Any]
+    tensors: int
+    bytes_read: int
+    bytes_written: int
+    wall_seconds: float = 0.0
+    peak_rss_bytes: int = 0
+    weights_fingerprint: str | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    description: str = ""  # the human-readable plan (MergePlan.describe)
+
+
+def tensor_seed(seed: int, name: str) -> int:
+    """The per-tensor RNG seed: the first 63 bits of sha256(f"{seed}:{name}")."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class _RawFiles:
+    """Positional reads of tensor bytes from safetensors files (thread-safe, one fd per file)."""
+
+    def __init__(self) -> None:
+        self._fds: dict[Path, int] = {}
+        self._lock = threading.Lock()
+        self.bytes_read = 0
+
+    def read(self, reader: TensorReader, name: str) -> torch.Tensor:
+        file, entry = reader.file_of(name), reader.entry(name)
+        dtype = SAFETENSORS_TO_TORCH.get(entry.dtype)
+        if dtype is None:
+            raise ModelError(f"{file}: tensor {name}: unsupported dtype {entry.dtype}")
+        nbytes = entry.end - entry.begin
+        buffer = torch.empty(nbytes, dtype=torch.uint8)
+        if nbytes:
+            with self._lock:
+                fd = self._fds.get(file)
+                if fd is None:
+                    fd = self._fds[file] = os.open(file, os.O_RDONLY)
+            offset = reader.header(file).data_start + entry.begin
+            view = memoryview(buffer.numpy())
+            done = 0
+            while done < nbytes:  # preadv may return short counts on large reads
+                try:
+                    got = os.preadv(fd, [view[done:]], offset + done)
+                except OSError as err:
+                    raise ModelError(f"{file}: tensor {name}: read failed ({err.strerror or err})") from None
+                if got <= 0:
+                    raise ModelError(f"{file}: tensor {name}: file ended early (truncated)")
+                done += got
+        with self._lock:
+            self.bytes_read += nbytes
+        return buffer.view(dtype).reshape(entry.shape)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+@dataclass
+class _Loaded:
+    base: torch.Tensor | None
+    models: list[Any]  # a raw tensor, or for LoRA (a, b, replacement | None)
+
+
+def _load(files: _RawFiles, plan: MergePlan, task: TensorTask) -> _Loaded:
+    base = None
+    if plan.base is not None and task.base_source is not None:
+        assert plan.base.reader is not None
+        base = files.read(plan.base.reader, task.base_source)
+    models: list[Any] = []
+    for model, source in zip(plan.models, task.sources, strict=True):
+        if model.kind == "lora":
+            adapter = model.adapter
+            assert adapter is not None
+            module = adapter.modules.get(task.name)
+            factors = (
+                (files.read(adapter.reader, module.a_key), files.read(adapter.reader, module.b_key))
+                if module is not None
+                else (None, None)
+            )
+            key = adapter.replacements.get(task.name)
+            replacement = files.read(adapter.reader, key) if key is not None else None
+            models.append((*factors, replacement))
+        else:
+            assert model.reader is not None and source is not None
+            models.append(files.read(model.reader, source))
+    return _Loaded(base, models)
+
+
+def _finite(tensor: torch.Tensor, owner: InputModel, name: str) -> torch.Tensor:
+    # A sum is one vectorised pass with no temporary and is NaN/inf whenever an entry is (isfinite().all()
+    # is ~5× slower here); only a non-finite sum, or a finite-valued overflow, pays for the exact check.
+    if tensor.numel() and math.isfinite(float(tensor.sum())):
+        return tensor
+    if not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ModelError(f"{owner.path}: tensor {name} has {bad} non-finite value(s) (NaN or inf)")
+    return tensor
+
+
+def merge_tensor(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch.Tensor:
+    """Run the method on one tensor's inputs (fp32 on the plan's device); returns the output-dtype tensor."""
+    device = torch.device(plan.config.device)
+
+    def fp32(raw: torch.Tensor, owner: InputModel) -> torch.Tensor:
+        return _finite(raw.to(device=device, dtype=torch.float32), owner, task.name)
+
+    if not task.merge:  # integer buffers and the like: the reference's value, unchanged
+        raw = loaded.base if loaded.base is not None else loaded.models[0]
+        return raw.clone()
+    base = fp32(loaded.base, plan.base) if loaded.base is not None and plan.base is not None else None
+    loaded.base = None  # drop raw (e.g. bf16) buffers as soon as their fp32 copy exists
+    models: list[torch.Tensor] = []
+    deltas: list[torch.Tensor] = []
+    for i, model in enumerate(plan.models):
+        raw, loaded.models[i] = loaded.models[i], None
+        if model.kind == "lora":
+            assert base is not None and model.adapter is not None
+            a, b, replacement = raw
+            theta = base if replacement is None else fp32(replacement, model)
+            delta_w = None
+            if a is not None:
+                module = model.adapter.modules[task.name]
+                delta_w = (fp32(b, model) @ fp32(a, model)) * module.scale
+                if module.embedding or module.fan_in_fan_out:
+                    delta_w = delta_w.T
+            if delta_w is None:
+                models.append(theta)
+                deltas.append(theta - base)
+            elif replacement is None:
+                models.append(base + delta_w)
+                deltas.append(delta_w)  # exact: no (base + ΔW) − base rounding
+            else:
+                models.append(theta + delta_w)
+                deltas.append(models[-1] - base)
+        else:
+            theta = fp32(raw, model)
+            models.append(theta)
+            if base is not None:
+                deltas.append(theta - base)
+    inputs = TensorInputs(
+        name=task.name,
+        base=base,
+        models=models,
+        deltas=deltas if base is not None else None,
+        weights=list(task.weights),
+        model_params=list(task.model_params),
+    )
+    generator = torch.Generator(device=device)
+    generator.manual_seed(tensor_seed(plan.config.seed, task.name))
+    out = plan.method.fn(inputs, task.params, generator)
+    if tuple(out.shape) != task.shape:
+        raise ModelError(
+            f"method {plan.method.name} returned shape {list(out.shape)} for {task.name}, "
+            f"expected {list(task.shape)}"
+        )
+    return out.to(dtype=task.out_dtype).to("cpu")
+
+
+def _prefetched(plan: MergePlan, files: _RawFiles, pool: ThreadPoolExecutor, depth: int) -> Iterator[tuple]:
+    """Yield (task, loaded) in plan order while up to ``depth`` later tensors are being read."""
+    pending: dict[int, Future[_Loaded]] = {}
+    tasks = plan.tensors
+    for i, task in enumerate(tasks):
+        for j in range(i, min(i + depth + 1, len(tasks))):
+            if j not in pending:
+                pending[j] = pool.submit(_load, files, plan, tasks[j])
+        yield task, pending.pop(i).result()
+
+
+def execute(
+    plan: MergePlan, out_dir: str | Path, *, overwrite: bool = False, progress: bool = False
+) -> MergeResult:
+    """Merge per ``plan`` into ``out_dir`` (atomically) and write config, tokenizer, card and manifest."""
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    files = _RawFiles()
+    config = plan.config
+    try:
+        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+            try:
+                digests, weight_files = _write_weights(plan, files, tmp, progress)
+                _copy_side_files(plan, tmp)
+            except OSError as err:
+                if err.errno == errno.ENOSPC:
+                    raise ModelError(
+                        f"{out_dir}: no space left on the device while writing the merge"
+                    ) from None
+                raise ModelError(f"{out_dir}: cannot write the merge ({err.strerror or err})") from None
+            wall = time.perf_counter() - start
+            fingerprint = fingerprint_from_digests(digests)
+            peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            manifest = {
+                "kind": "merge",
+                "method": plan.method.name,
+                "config": config.model_dump(mode="json"),
+                "inputs": [_input_record(item) for item in plan.inputs()],
+                "weights_fingerprint": fingerprint,
+                "weight_files": weight_files,
+                "library_versions": _library_versions(),
+                "seed": config.seed,
+                "tensors": len(plan.tensors),
+                "bytes_read": files.bytes_read,
+                "bytes_written": plan.bytes_written,
+                "wall_seconds": round(wall, 3),
+                "peak_rss_bytes": peak_rss,
+                "warnings": plan.warnings,
+            }
+            (tmp / "README.md").write_text(_model_card(plan, out_dir), encoding="utf-8")
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    finally:
+        files.close()
+    return MergeResult(
+        out_dir=out_dir,
+        dry_run=False,
+        plan=plan.to_dict(),
+        tensors=len(plan.tensors),
+        bytes_read=files.bytes_read,
+        bytes_written=plan.bytes_written,
+        wall_seconds=wall,
+        peak_rss_bytes=peak_rss,
+        weights_fingerprint=fingerprint,
+        manifest=manifest,
+        description=plan.describe(),
+    )
+
+
+def _write_weights(
+    plan: MergePlan, files: _RawFiles, tmp: Path, progress: bool
+) -> tuple[dict[str, tuple[str, tuple[int, ...], str]], list[str]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    config = plan.config
+    depth = max(1, config.io_threads)
+    bar = Progress(
+        TextColumn("merging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not progress
+    )
+    with (
+        ThreadPoolExecutor(config.io_threads, thread_name_prefix="merge-read") as readers,
+        ThreadPoolExecutor(1, thread_name_prefix="merge-write") as write_pool,
+        ShardedSafetensorsWriter(tmp, max_shard_bytes=config.max_shard_bytes) as writer,
+        bar,
+    ):
+        job = bar.add_task("merge", total=len(plan.tensors))
+        written: Future[None] | None = None
+        try:
+            for task, loaded in _prefetched(plan, files, readers, depth):
+                out = merge_tensor(plan, task, loaded)
+                del loaded
+                if written is not None:
+                    written.result()  # one tensor in the writer at a time bounds memory
+                written = write_pool.submit(writer.add, task.name, out)
+                bar.advance(job)
+            if written is not None:
+                written.result()
+        except BaseException:
+            if written is not None:
+                written.cancel()
+            raise
+    return writer.tensor_digests, [f.name for f in writer.files]
+
+
+def _copy_side_files(plan: MergePlan, tmp: Path) -> None:
+    """config.json (dtype updated), generation config, tokenizer files and the chat template."""
+    config = dict(plan.reference.config)
+    if plan.config.dtype is not None:
+        key = "torch_dtype" if "torch_dtype" in config and "dtype" not in config else "dtype"
+        config[key] = plan.config.dtype
+    (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    generation = plan.reference.path / "generation_config.json"
+    if generation.is_file():
+        shutil.copyfile(generation, tmp / generation.name)
+    for name in _TOKENIZER_FILES + _CHAT_TEMPLATE_FILES:
+        if (plan.tokenizer_dir / name).is_file():
+            shutil.copyfile(plan.tokenizer_dir / name, tmp / name)
+    if plan.chat_template_dir.resolve() != plan.tokenizer_dir.resolve():
+        _replace_chat_template(plan.chat_template_dir, tmp)
+
+
+def _replace_chat_template(source: Path, tmp: Path) -> None:
+    for name in _CHAT_TEMPLATE_FILES:
+        (tmp / name).unlink(missing_ok=True)
+    tok_config = tmp / "tokenizer_config.json"
+    if tok_config.is_file():
+        data = json.loads(tok_config.read_text(encoding="utf-8"))
+        data.pop("chat_template", None)
+        tok_config.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    for name in _CHAT_TEMPLATE_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, tmp / name)
+            return
+    source_config = source / "tokenizer_config.json"
+    if source_config.is_file():
+        template = json.loads(source_config.read_text(encoding="utf-8")).get("chat_template")
+        if isinstance(template, str):
+            (tmp / "chat_template.jinja").write_text(template, encoding="utf-8")
+            return
+    raise ModelError(f"{source}: chat_template source has no chat template")
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in _VERSIONED:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _input_record(item: InputModel) -> dict[str, Any]:
+    record: dict[str, Any] = {"role": item.role, "path": str(item.path), "kind": item.kind}
+    if item.kind == "lora":
+        assert item.adapter is not None
+        record["fingerprint"] = file_fingerprint(item.adapter.reader.files()[0])
+        record["adapter_config_fingerprint"] = file_fingerprint(item.path / "adapter_config.json")
+        return record
+    record["header_fingerprint"] = header_fingerprint(item.path)
+    manifest = item.path / MANIFEST_FILE
+    if manifest.is_file():  # the exact data fingerprint, recorded when that model was saved
+        try:
+            weights = json.loads(manifest.read_text(encoding="utf-8")).get("weights_fingerprint")
+        except (OSError, json.JSONDecodeError):
+            weights = None
+        if weights:
+            record["weights_fingerprint"] = weights
+    return record
+
+
+def _model_card(plan: MergePlan, out_dir: Path) -> str:
+    config = plan.config
+    weights = ", ".join(f"{e.label} × {e.weight:g}" for e in config.models)
+    formula = {
+        "task_arithmetic": "θ = θ_base + Σ w_i (θ_i − θ_base)",
+        "linear": "θ = Σ w_i θ_i",
+        "wise_ft": "θ = θ_G + ω (θ_CFT − θ_G)",
+    }.get(plan.method.name, plan.method.doc.splitlines()[0] if plan.method.doc else plan.method.name)
+    return render_model_card(
+        f"{out_dir.name}: {plan.method.name} merge",
+        summary=f"Merged with skillmerge ({plan.method.name}): {formula}. Models: {weights}.",
+        base_model=config.base_model,
+        details={
+            "method": plan.method.name,
+            "base model": config.base_model or "(none)",
+            "models": len(config.models),
+            "seed": config.seed,
+            "output dtype": config.dtype or "as base",
+            "tensors": len(plan.tensors),
+        },
+        recipe=config.model_dump(mode="json"),
+    )

@@ -1,0 +1,461 @@
+"""Pre-flight validation and the per-tensor merge plan, built from headers and configs only (no tensor data).
+
+Everything that can be checked without reading weights is checked here, before a byte is written: every
+input exists and is readable (headers intact, no truncated shard), all full models share the architecture,
+tensor names and shapes of the reference (θ_base, or the first model when there is none), vocabularies agree
+(or the differing tokens are named), LoRA targets exist in the base with ΔW's shape, and the method's
+parameters validate for every tensor after overrides. Non-finite values need the data: the engine checks each
+tensor as it reads it, inside the atomic output directory, so a NaN still leaves nothing at the destination.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel
+
+from skillmerge.errors import ModelError, UsageError
+from skillmerge.merge.config import MergeConfig
+from skillmerge.merge.methods import get_method
+from skillmerge.merge.methods.base import MergeMethod
+from skillmerge.merge.vectors import LoraAdapter, is_lora_dir, read_lora_adapter
+from skillmerge.models.shards import INDEX_FILE, SINGLE_FILE, TensorReader
+
+# Names under which a tied output head reads the input embedding (first match wins).
+_EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight", "embed_in.weight")
+_HEAD_SUFFIXES = ("lm_head.weight", "embed_out.weight")
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
+
+
+@dataclass
+class InputModel:
+    """One input: an HF model directory (read tensor by tensor) or a LoRA adapter (ΔW on the fly)."""
+
+    role: str  # "base" or "models.<i>"
+    label: str
+    path: Path
+    kind: Literal["model", "lora"]
+    reader: TensorReader | None = None
+    adapter: LoraAdapter | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tied(self) -> bool:
+        return bool(self.config.get("tie_word_embeddings", False))
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+        if self.adapter is not None:
+            self.adapter.close()
+
+
+@dataclass(frozen=True)
+class TensorTask:
+    """What to do for one output tensor: where each input reads it from, weights and parameters."""
+
+    name: str
+    shape: tuple[int, ...]
+    out_dtype: torch.dtype
+    base_source: str | None  # tensor name to read in θ_base (None: no base)
+    sources: tuple[str | None, ...]  # per model: tensor name to read (None for a LoRA entry)
+    weights: tuple[float, ...]
+    model_params: tuple[BaseModel, ...]
+    params: BaseModel
+    merge: bool  # False: a non-float tensor copied from the reference
+    bytes_in: int
+    bytes_out: int
+
+
+@dataclass
+class MergePlan:
+    """The validated merge: inputs, per-tensor tasks, byte counts and a working-memory estimate."""
+
+    config: MergeConfig
+    method: MergeMethod
+    base: InputModel | None
+    models: list[InputModel]
+    reference: InputModel
+    tensors: list[TensorTask]
+    tokenizer_dir: Path
+    chat_template_dir: Path
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(t.bytes_in for t in self.tensors)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(t.bytes_out for t in self.tensors)
+
+    @property
+    def peak_bytes(self) -> int:
+        """Working memory estimate: the largest tensor in fp32 for every input, its delta, the method's
+        temporaries and the output, plus raw prefetched tensors and one output shard being assembled."""
+        n = len(self.models)
+        largest = max((_numel(t.shape) for t in self.tensors), default=0)
+        fp32 = largest * 4 * (2 * n + 3)
+        # raw bytes of the tensor being merged and of those read ahead: at most the largest io_threads + 1
+        prefetch = sum(sorted((t.bytes_in for t in self.tensors), reverse=True)[: self.config.io_threads + 1])
+        shard = min(self.config.max_shard_bytes, self.bytes_written) + max(
+            (t.bytes_out for t in self.tensors), default=0
+        )
+        return fp32 + prefetch + shard
+
+    def inputs(self) -> list[InputModel]:
+        return ([self.base] if self.base is not None else []) + self.models
+
+    def close(self) -> None:
+        for item in self.inputs():
+            item.close()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method.name,
+            "base_model": str(self.base.path) if self.base else None,
+            "models": [
+                {"model": str(m.path), "kind": m.kind, "weight": e.weight}
+                for m, e in zip(self.models, self.config.models, strict=True)
+            ],
+            "tensors": len(self.tensors),
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+            "estimated_peak_bytes": self.peak_bytes,
+            "tokenizer_from": str(self.tokenizer_dir),
+            "chat_template_from": str(self.chat_template_dir),
+            "warnings": list(self.warnings),
+        }
+
+    def describe(self, max_rows: int = 12) -> str:
+        """A human-readable plan for ``--dry-run``."""
+        lines = [f"merge: {self.method.name}, {len(self.models)} models, seed {self.config.seed}"]
+        if self.base is not None:
+            lines.append(f"  base   {self.base.path}")
+        for model, entry in zip(self.models, self.config.models, strict=True):
+            lines.append(f"  model  {model.path} ({model.kind}, weight {entry.weight:g})")
+        lines.append(
+            f"tensors: {len(self.tensors)}; read {_gib(self.bytes_read)}, write {_gib(self.bytes_written)}; "
+            f"estimated working memory {_gib(self.peak_bytes)}"
+        )
+        shown = self.tensors if len(self.tensors) <= max_rows else self.tensors[: max_rows - 1]
+        for task in shown:
+            dtype = str(task.out_dtype).removeprefix("torch.")
+            weights = ", ".join(f"{w:g}" for w in task.weights)
+            lines.append(f"  {task.name:<48} {list(task.shape)!s:<14} {dtype:<9} weights [{weights}]")
+        if len(shown) < len(self.tensors):
+            lines.append(f"  ... {len(self.tensors) - len(shown)} more")
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def build_plan(config: MergeConfig) -> MergePlan:
+    """Validate ``config`` against the inputs on disk and plan every output tensor (reads headers only)."""
+    method = get_method(config.method)
+    _check_device(config.device)
+    opened: list[InputModel] = []
+    try:
+        base = _open_input("base", config.base_model, config.base_model) if config.base_model else None
+        if base is not None:
+            opened.append(base)
+            if base.kind == "lora":
+                raise UsageError(f"{base.path}: base_model must be a model directory, not a LoRA adapter")
+        models = []
+        for i, entry in enumerate(config.models):
+            models.append(_open_input(f"models.{i}", entry.model, entry.label))
+            opened.append(models[-1])
+        reference = base if base is not None else models[0]
+        if reference.kind == "lora":
+            raise UsageError(
+                f"{reference.path}: a LoRA adapter needs base_model (the model it was trained on)"
+            )
+        if base is None and any(m.kind == "lora" for m in models):
+            lora = next(m for m in models if m.kind == "lora")
+            raise UsageError(f"{lora.path}: a LoRA adapter needs base_model (the model it was trained on)")
+        warnings: list[str] = []
+        for item in opened:
+            if item is not reference:
+                _check_architecture(reference, item)
+        _check_vocabulary(reference, [m for m in opened if m is not reference and m.kind == "model"])
+        tensors = _plan_tensors(config, method, base, models, reference, warnings)
+        tokenizer_dir = _source_dir(config.tokenizer_source, reference, "tokenizer_source")
+        chat_dir = _source_dir(config.chat_template or config.tokenizer_source, reference, "chat_template")
+        return MergePlan(config, method, base, models, reference, tensors, tokenizer_dir, chat_dir, warnings)
+    except BaseException:
+        for item in opened:
+            item.close()
+        raise
+
+
+def _check_device(device: str) -> None:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"device: not a torch device: {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device: {device} requested but CUDA is not available")
+
+
+def _open_input(role: str, path_text: str, label: str) -> InputModel:
+    path = Path(path_text)
+    if not path.exists():
+        raise ModelError(f"{path}: {role} does not exist")
+    if is_lora_dir(path):
+        return InputModel(role, label, path, "lora", adapter=read_lora_adapter(path))
+    # (models.io.is_model_dir would import transformers: seconds of start-up a merge does not need)
+    if not (path / "config.json").is_file() or not (
+        (path / SINGLE_FILE).is_file() or (path / INDEX_FILE).is_file()
+    ):
+        raise ModelError(
+            f"{path}: {role} is neither a model directory (config.json + safetensors) nor a LoRA adapter"
+        )
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"{path / 'config.json'}: unreadable ({err})") from None
+    return InputModel(role, label, path, "model", reader=TensorReader(path), config=config)
+
+
+def _check_architecture(reference: InputModel, other: InputModel) -> None:
+    if other.kind == "lora":
+        assert other.adapter is not None
+        mapping = other.adapter.config.get("auto_mapping") or {}
+        want = mapping.get("base_model_class")
+        have = (reference.config.get("architectures") or [None])[0]
+        if want and have and want != have:
+            raise ModelError(f"{other.path}: adapter was trained on a {want}, but the base is a {have}")
+        return
+    for key in ("model_type", "architectures"):
+        a, b = reference.config.get(key), other.config.get(key)
+        if a != b:
+            raise ModelError(
+                f"{other.path}: different architecture from {reference.path} ({key} {b!r} vs {a!r})"
+            )
+
+
+def _vocab(model: InputModel) -> dict[str, int] | None:
+    """token → id from ``tokenizer.json`` (None when the model ships no fast tokenizer)."""
+    path = model.path / "tokenizer.json"
+    if not path.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path)).get_vocab(with_added_tokens=True)
+    except Exception as err:  # tokenizers raises a bare Exception on a malformed file
+        raise ModelError(f"{path}: cannot read tokenizer ({err})") from None
+
+
+def _check_vocabulary(reference: InputModel, others: list[InputModel]) -> None:
+    ref_vocab = _vocab(reference)
+    if ref_vocab is None:
+        return
+    for other in others:
+        vocab = _vocab(other)
+        if vocab is None or vocab == ref_vocab:
+            continue
+        added = sorted(set(vocab) - set(ref_vocab), key=lambda t: vocab[t])
+        missing = sorted(set(ref_vocab) - set(vocab), key=lambda t: ref_vocab[t])
+        moved = sorted(
+            (t for t in set(vocab) & set(ref_vocab) if vocab[t] != ref_vocab[t]), key=ref_vocab.get
+        )
+        parts = []
+        for what, tokens in (("adds", added), ("lacks", missing), ("renumbers", moved)):
+            if tokens:
+                shown = ", ".join(repr(t) for t in tokens[:5]) + (" ..." if len(tokens) > 5 else "")
+                parts.append(f"{what} {len(tokens)} token(s) {shown}")
+        raise ModelError(
+            f"{other.path}: vocabulary differs from {reference.path}: {'; '.join(parts)} "
+            "(merge models that share one tokenizer)"
+        )
+
+
+def _tied_source(names: set[str] | list[str]) -> str | None:
+    for suffix in _EMBEDDING_SUFFIXES:
+        for name in sorted(names):
+            if name.endswith(suffix):
+                return name
+    return None
+
+
+def _is_head(name: str) -> bool:
+    return name.endswith(_HEAD_SUFFIXES)
+
+
+def _source_name(reference: InputModel, model: InputModel, name: str) -> str:
+    """The tensor ``model`` holds for output tensor ``name`` (a tied head reads the embedding)."""
+    assert model.reader is not None
+    if name in model.reader:
+        return name
+    if _is_head(name) and model.tied:
+        source = _tied_source(model.reader.names())
+        if source is not None:
+            return source
+    raise ModelError(f"{model.path}: missing tensor {name} (present in {reference.path})")
+
+
+def _plan_tensors(
+    config: MergeConfig,
+    method: MergeMethod,
+    base: InputModel | None,
+    models: list[InputModel],
+    reference: InputModel,
+    warnings: list[str],
+) -> list[TensorTask]:
+    assert reference.reader is not None
+    ref_names = set(reference.reader.names())
+    for model in models:
+        if model.kind == "model" and model is not reference:
+            assert model.reader is not None
+            for name in model.reader.names():
+                if name in ref_names:
+                    continue
+                if _is_head(name) and reference.tied:
+                    warnings.append(
+                        f"{model.path}: has its own {name} but the output ties it to the embedding"
+                    )
+                    continue
+                raise ModelError(f"{model.path}: tensor {name} is not in {reference.path}")
+        if model.kind == "lora":
+            assert model.adapter is not None
+            for target in sorted(model.adapter.targets()):
+                if target not in ref_names:
+                    raise ModelError(f"{model.path}: LoRA target {target} does not exist in {reference.path}")
+                want = reference.reader.shape(target)
+                got = model.adapter.delta_shape(target) if target in model.adapter.modules else None
+                if got is not None and got != want:
+                    raise ModelError(
+                        f"{model.path}: LoRA ΔW for {target} has shape {list(got)}, the base has {list(want)}"
+                    )
+                if target in model.adapter.replacements:
+                    stored = model.adapter.reader.shape(model.adapter.replacements[target])
+                    if stored != want:
+                        raise ModelError(
+                            f"{model.path}: stores {target} with shape {list(stored)}, "
+                            f"the base has {list(want)}"
+                        )
+
+    out_dtype = getattr(torch, config.dtype) if config.dtype else None
+    base_params = config.method_params()
+    base_model_params = tuple(config.model_params(i) for i in range(len(models)))
+    cache: dict[tuple[int, ...], tuple[tuple[float, ...], tuple[BaseModel, ...], BaseModel]] = {}
+    tasks = []
+    for name in sorted(ref_names):
+        shape = reference.reader.shape(name)
+        entry = reference.reader.entry(name)
+        bytes_in = 0
+        sources: list[str | None] = []
+        base_source = None
+        if base is not None:
+            base_source = name
+            bytes_in += entry.end - entry.begin
+        for model in models:
+            if model.kind == "lora":
+                sources.append(None)
+                bytes_in += _lora_bytes(model.adapter, name)
+                continue
+            assert model.reader is not None
+            source = _source_name(reference, model, name) if model is not reference else name
+            if model.reader.shape(source) != shape:
+                raise ModelError(
+                    f"{model.path}: tensor {name} has shape {list(model.reader.shape(source))}, "
+                    f"{reference.path} has {list(shape)}"
+                )
+            sources.append(source)
+            other = model.reader.entry(source)
+            bytes_in += other.end - other.begin
+        mergeable = entry.dtype in _FLOAT_DTYPES
+        dtype = out_dtype if (out_dtype is not None and mergeable) else reference.reader.dtype(name)
+        matched = tuple(j for j, o in enumerate(config.overrides) if o.matches(name))
+        if matched not in cache:
+            cache[matched] = _resolve(config, matched, base_params, base_model_params)
+        weights, model_params, params = cache[matched]
+        bytes_out = _numel(shape) * torch.empty((), dtype=dtype).element_size()
+        tasks.append(
+            TensorTask(
+                name,
+                shape,
+                dtype,
+                base_source,
+                tuple(sources),
+                weights,
+                model_params,
+                params,
+                mergeable,
+                bytes_in,
+                bytes_out,
+            )
+        )
+    return tasks
+
+
+def _resolve(
+    config: MergeConfig,
+    matched: tuple[int, ...],
+    base_params: BaseModel,
+    base_model_params: tuple[BaseModel, ...],
+) -> tuple[tuple[float, ...], tuple[BaseModel, ...], BaseModel]:
+    """Weights and parameters for tensors matching the overrides ``matched`` (applied in order)."""
+    weights = [float(e.weight) for e in config.models]
+    if not matched:
+        return tuple(weights), base_model_params, base_params
+    global_extra: dict[str, Any] = {}
+    model_extra: list[dict[str, Any]] = [{} for _ in config.models]
+    for j in matched:
+        override = config.overrides[j]
+        global_keys, model_keys = config.split_override(j)
+        global_extra.update(global_keys)
+        for i, entry in enumerate(config.models):
+            if override.applies_to(entry):
+                if override.weight is not None:
+                    weights[i] = float(override.weight)
+                model_extra[i].update(model_keys)
+    try:
+        params = config.method_params(global_extra)
+        model_params = tuple(config.model_params(i, model_extra[i]) for i in range(len(config.models)))
+    except ValueError as err:
+        raise UsageError(f"overrides: {err}") from None
+    return tuple(weights), model_params, params
+
+
+def _lora_bytes(adapter: LoraAdapter | None, name: str) -> int:
+    if adapter is None:
+        return 0
+    total = 0
+    keys = []
+    if name in adapter.modules:
+        keys += [adapter.modules[name].a_key, adapter.modules[name].b_key]
+    if name in adapter.replacements:
+        keys.append(adapter.replacements[name])
+    for key in keys:
+        entry = adapter.reader.entry(key)
+        total += entry.end - entry.begin
+    return total
+
+
+def _source_dir(source: str, reference: InputModel, field_name: str) -> Path:
+    if source == "base":
+        return reference.path
+    if source == "union":
+        raise UsageError(f"{field_name}: 'union' is not supported yet (use base or a model path)")
+    path = Path(source)
+    if not path.is_dir():
+        raise UsageError(f"{field_name}: {path} is not a directory")
+    return path
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count
+
+
+def _gib(count: int) -> str:
+    if count >= 1024**3:
+        return f"{count / 1024**3:.2f} GiB"
+    return f"{count / 1024**2:.1f} MiB"
