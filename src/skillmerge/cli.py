@@ -300,7 +300,9 @@ def _register_stage_commands() -> None:
     from skillmerge.evaluate.eval_code import eval_code_command
     from skillmerge.evaluate.judge_command import judge_refusal_command, judge_validate_command
     from skillmerge.merge.command import merge_command
+    from skillmerge.train.command import train_command
 
+    app.command("train")(train_command)
     app.command("merge")(merge_command)
     app.command("eval")(eval_command)
     app.command("eval-code")(eval_code_command)

@@ -1,0 +1,245 @@
+"""Training configuration: one validated pydantic object, built from a preset, a YAML file and CLI flags.
+
+Precedence (later wins): preset defaults → YAML fields → CLI flags. The effective batch is
+
+    effective_batch = batch_size (per device) × grad_accum × processes
+
+Give either ``grad_accum`` or ``effective_batch_size``; with the latter, ``grad_accum`` is derived at launch
+time once the number of processes is known, and the effective batch must be divisible by
+``processes × batch_size``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from skillmerge.errors import UsageError
+
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class LoraConfig(BaseModel):
+    """LoRA adapters (peft): ``W' = W + (α/r)·B·A``, or ``(α/√r)·B·A`` with rsLoRA."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    r: int = Field(16, gt=0)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+    rslora: bool = False
+    save: Literal["adapter", "merged", "both"] = "adapter"
+
+    @field_validator("target_modules")
+    @classmethod
+    def _some_targets(cls, targets: list[str]) -> list[str]:
+        if not targets:
+            raise ValueError("at least one target module is needed")
+        return targets
+
+
+class DataConfig(BaseModel):
+    """Where examples come from and how they become batches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    files: list[str] = Field(default_factory=list)  # chat data files (JSONL/CSV/Parquet or hub:ID)
+    mixture: str | None = None  # a mixture YAML (skillmerge.data.mixture), instead of / besides files
+    validation: list[str] = Field(default_factory=list)  # held-out chat files for validation loss
+    val_fraction: float | None = Field(None, gt=0.0, lt=1.0)  # or: split this much off the training data
+    template: str = "model"
+    max_len: int = Field(1024, gt=0)
+    packing: bool = False  # default: length bucketing, faster on CPU (docs/packing.md)
+    # Micro-batches (skillmerge.train.data): at most micro_batch_tokens padded tokens (default batch_size ×
+    # max_len), cut to minimise padded tokens + micro_batch_overhead_tokens per extra forward/backward.
+    micro_batch_tokens: int | None = Field(None, gt=0)
+    micro_batch_overhead_tokens: int = Field(32, ge=0)
+    skip_bad: bool = False
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a training run; ``trajectory_fields`` are the ones a resume must match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    out: str
+    data: DataConfig = Field(default_factory=DataConfig)
+    epochs: int = Field(1, gt=0)
+    max_steps: int | None = Field(None, gt=0)  # overrides epochs (cycles the data when longer)
+    lr: float = 1e-4
+    schedule: Literal["linear", "constant"] = "linear"
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    adam_beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    adam_eps: float = Field(1e-8, gt=0.0)
+    max_grad_norm: float | None = Field(1.0, gt=0.0)
+    batch_size: int = Field(4, gt=0)  # per device, in examples (packed rows when packing)
+    grad_accum: int | None = Field(None, gt=0)
+    effective_batch_size: int | None = Field(None, gt=0)
+    seed: int = 0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    gradient_checkpointing: bool = False
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    save_steps: int | None = Field(None, gt=0)  # checkpoint every K optimizer steps
+    save_total_limit: int = Field(2, gt=0)  # checkpoints kept (oldest removed)
+    checkpoint_dir: str | None = None  # default: OUT.checkpoints next to the output
+    eval_steps: int | None = Field(None, gt=0)  # validation loss every N steps (and at the end)
+    log_steps: int = Field(1, gt=0)
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+    @field_validator("lr")
+    @classmethod
+    def _positive_lr(cls, lr: float) -> float:
+        if not lr > 0:
+            raise ValueError(f"learning rate must be > 0, got {lr}")
+        return lr
+
+    @model_validator(mode="after")
+    def _batch_is_consistent(self) -> TrainConfig:
+        if self.grad_accum is not None and self.effective_batch_size is not None:
+            raise ValueError("give grad_accum or effective_batch_size, not both")
+        if self.effective_batch_size is not None and self.effective_batch_size % self.batch_size:
+            raise ValueError(
+                f"effective_batch_size {self.effective_batch_size} is not divisible by "
+                f"batch_size {self.batch_size}"
+            )
+        return self
+
+    def grad_accum_for(self, processes: int) -> int:
+        """Accumulation steps with ``processes`` processes: ``effective / (processes × batch_size)``."""
+        if self.effective_batch_size is None:
+            return self.grad_accum or 1
+        per_step = processes * self.batch_size
+        if self.effective_batch_size % per_step:
+            raise UsageError(
+                f"effective_batch_size {self.effective_batch_size} is not divisible by processes × "
+                f"batch_size = {processes} × {self.batch_size} = {per_step}"
+            )
+        return self.effective_batch_size // per_step
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.checkpoint_dir) if self.checkpoint_dir else Path(f"{self.out}.checkpoints")
+
+    def trajectory(self) -> dict[str, Any]:
+        """The fields that decide the sequence of weights; a checkpoint resumes only a run that matches."""
+        skip = {
+            "out",
+            "resume",
+            "overwrite",
+            "progress",
+            "save_steps",
+            "save_total_limit",
+            "checkpoint_dir",
+            "eval_steps",
+            "log_steps",
+            "report_to",
+        }
+        return _flatten(self.model_dump(mode="json", exclude=skip))
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# Presets: partial configs (no model/out) that a YAML file or flags complete.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Short CPU-friendly runs: tiny models, pipeline tests, the demo.
+    "cpu-small": {
+        "lr": 1e-4,
+        "warmup_ratio": 0.03,
+        "epochs": 1,
+        "batch_size": 4,
+        "grad_accum": 1,
+        "data": {"max_len": 1024},
+    },
+    # The paper's recipe (Tulu-style SFT): AdamW, lr 2e-5, linear decay to 0, 3% warmup, no weight decay,
+    # 2 epochs, effective batch 128, max length 4096, full finetuning.
+    "paper": {
+        "lr": 2e-5,
+        "schedule": "linear",
+        "warmup_ratio": 0.03,
+        "weight_decay": 0.0,
+        "epochs": 2,
+        "batch_size": 1,
+        "effective_batch_size": 128,
+        "data": {"max_len": 4096},
+        "lora": {"enabled": False},
+    },
+}
+DEFAULT_PRESET = "cpu-small"
+
+
+def preset_fields(name: str) -> dict[str, Any]:
+    """A deep copy of preset ``name``'s fields."""
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return merge_fields({}, PRESETS[name])
+
+
+def merge_fields(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``update``, recursing into nested sections (``data``, ``lora``)."""
+    out = {k: (merge_fields({}, v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_fields(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_train_config(fields: dict[str, Any], *, where: str = "config") -> TrainConfig:
+    """Validate ``fields`` over their ``preset``; errors are one line ``WHERE: field: problem``."""
+    fields = dict(fields)
+    preset = preset_fields(fields.pop("preset", None) or DEFAULT_PRESET)
+    # grad_accum and effective_batch_size exclude each other: the user's one clears the preset's.
+    for mine, other in (("grad_accum", "effective_batch_size"), ("effective_batch_size", "grad_accum")):
+        if fields.get(mine) is not None and other not in fields:
+            preset.pop(other, None)
+    merged = merge_fields(preset, fields)
+    try:
+        return TrainConfig.model_validate(merged)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")  # cross-field checks name their fields
+        raise UsageError(f"{where}: {field}: {message}" if field else f"{where}: {message}") from None
+
+
+def read_config_yaml(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a training YAML (not yet validated); unreadable or malformed files are one line."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise UsageError(f"{where}: malformed YAML ({getattr(err, 'problem', None) or err})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path}: expected a mapping of training fields")
+    return raw
+
+
+def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """Read a YAML config (``preset:`` optional), apply ``overrides`` (nested dicts merge), validate."""
+    return build_train_config(merge_fields(read_config_yaml(path), overrides), where=str(path))
