@@ -21,9 +21,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, ValidationError, field_validator
 
+from skillmerge.config_yaml import first_validation_error, read_yaml_mapping
 from skillmerge.data.records import ChatRecord
 from skillmerge.data.sources import load_records
 from skillmerge.data.sources.hub import HUB_PREFIX
@@ -111,21 +111,12 @@ class MixtureSpec(BaseModel):
 def load_mixture_yaml(path: str | Path) -> MixtureSpec:
     """Read and validate a mixture YAML; any problem is one :class:`UsageError` line naming file and field."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise UsageError(f"{where}: malformed YAML ({getattr(err, 'problem', None) or err})") from None
-    if not isinstance(raw, dict):
+    raw = read_yaml_mapping(path, "mixture file")
+    if "sources" not in raw:
         raise UsageError(f"{path}: expected a mapping with 'sources' and 'seed'")
     if "base_dir" in raw:
         raise UsageError(f"{path}: 'base_dir' is set from the file's location, not in the file")
     try:
         return MixtureSpec.model_validate({**raw, "base_dir": path.resolve().parent})
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise UsageError(f"{path}: {field}: {first['msg']}") from None
+        raise UsageError(f"{path}: {first_validation_error(err)}") from None

@@ -27,9 +27,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from skillmerge.config_yaml import first_validation_error, read_yaml_mapping
 from skillmerge.errors import UsageError
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -272,33 +272,12 @@ def config_from_dict(data: Any, source: str | Path = "<config>") -> MergeConfig:
     try:
         return MergeConfig.model_validate(data)
     except ValidationError as err:
-        raise UsageError(f"{source}: {_first_error(err)}") from None
+        raise UsageError(f"{source}: {first_validation_error(err)}") from None
 
 
 def load_merge_config(path: str | Path) -> MergeConfig:
     """Read a merge config YAML (ours or mergekit's); relative paths are taken from the file's directory."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: merge config does not exist") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"{path}: cannot read merge config ({err})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise UsageError(f"{where}: {problem}") from None
+    data = read_yaml_mapping(path, "merge config")
     config = config_from_dict(data, path)
     return config.resolve_paths(path.resolve().parent)
-
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = str(first["msg"]).removeprefix("Value error, ")
-    if not loc:
-        return msg
-    return f"{loc}: {msg}"

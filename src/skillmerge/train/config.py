@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from skillmerge.config_yaml import read_yaml_mapping
 from skillmerge.errors import UsageError
 
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -224,20 +224,7 @@ def build_train_config(fields: dict[str, Any], *, where: str = "config") -> Trai
 
 def read_config_yaml(path: str | Path) -> dict[str, Any]:
     """The raw mapping of a training YAML (not yet validated); unreadable or malformed files are one line."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise UsageError(f"{where}: malformed YAML ({getattr(err, 'problem', None) or err})") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise UsageError(f"{path}: expected a mapping of training fields")
-    return raw
+    return read_yaml_mapping(path, "training config")
 
 
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
