@@ -133,8 +133,24 @@ def test_default_data_dir_is_shared_data_beside_the_working_directory(
     assert default_data_dir() == (tmp_path / "shared" / "data").resolve()
 
 
-def test_missing_data_dir_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_data_dir_beside_the_source_checkout_is_the_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skillmerge.data.sources import datadir
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "shared" / "data").mkdir(parents=True)
     monkeypatch.delenv("SKILLMERGE_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.setattr(datadir, "_checkout_data_dir", lambda: tmp_path / "shared" / "data")
+    assert default_data_dir() == (tmp_path / "shared" / "data").resolve()
+
+
+def test_missing_data_dir_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from skillmerge.data.sources import datadir
+
+    monkeypatch.delenv("SKILLMERGE_DATA_DIR", raising=False)
+    monkeypatch.setattr(datadir, "_checkout_data_dir", lambda: None)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UsageError, match="SKILLMERGE_DATA_DIR"):
         load_prompts("harmbench")

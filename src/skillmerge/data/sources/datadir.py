@@ -14,10 +14,17 @@ from skillmerge.errors import UsageError
 DATA_DIR_ENV = "SKILLMERGE_DATA_DIR"
 
 
-def default_data_dir() -> Path:
-    """The offline data folder: ``$SKILLMERGE_DATA_DIR``, else ``../shared/data`` from the working directory.
+def _checkout_data_dir() -> Path | None:
+    """``<checkout>/../shared/data`` when skillmerge runs from a source checkout, else None."""
+    checkout = Path(__file__).resolve().parents[4]  # <checkout>/src/skillmerge/data/sources/datadir.py
+    return checkout.parent / "shared" / "data" if (checkout / "pyproject.toml").is_file() else None
 
-    Raises :class:`UsageError` when neither exists, so callers never read from a surprising place.
+
+def default_data_dir() -> Path:
+    """The offline data folder: ``$SKILLMERGE_DATA_DIR``, else ``../shared/data`` from the working directory,
+    else ``shared/data`` beside the source checkout skillmerge runs from (an editable install).
+
+    Raises :class:`UsageError` when none exists, so callers never read from a surprising place.
     """
     env = os.environ.get(DATA_DIR_ENV)
     if env:
@@ -25,10 +32,15 @@ def default_data_dir() -> Path:
         if not path.is_dir():
             raise UsageError(f"{DATA_DIR_ENV}={env}: not a folder")
         return path
-    path = Path.cwd().parent / "shared" / "data"
-    if path.is_dir():
-        return path.resolve()
-    raise UsageError(f"no offline data folder: set {DATA_DIR_ENV} or pass a path (looked for {path})")
+    candidates = [Path.cwd().parent / "shared" / "data"]
+    beside_checkout = _checkout_data_dir()
+    if beside_checkout is not None:
+        candidates.append(beside_checkout)
+    for path in candidates:
+        if path.is_dir():
+            return path.resolve()
+    looked = ", ".join(str(c) for c in candidates)
+    raise UsageError(f"no offline data folder: set {DATA_DIR_ENV} or pass a path (looked for {looked})")
 
 
 def _start(path: str | Path | None, subdir: str) -> Path:
