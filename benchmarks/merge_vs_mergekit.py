@@ -255,6 +255,7 @@ def bench_case(
     ]
     theirs_cmd = [str(mergekit), str(cfg), str(work / "mergekit")]
     runs: dict[str, list[dict[str, float]]] = {"ours": [], "mergekit": []}
+    load_before = os.getloadavg()[0]  # other work on the machine skews both tools; recorded, not corrected
     for _ in range(reps):  # alternating, so drift (thermal, other load) hits both alike
         shutil.rmtree(work / "mergekit", ignore_errors=True)
         runs["ours"].append(timed_child(ours_cmd))
@@ -275,6 +276,7 @@ def bench_case(
         "dtype": dtype,
         "out_dtype": out_dtype or dtype,
         "reps": reps,
+        "load_avg_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "runs": runs,
         "ours": ours | {"merge_s_in_process": merge_s},
         "mergekit": theirs,

@@ -6,6 +6,7 @@ one line, exit code 2 and nothing at the destination.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 from collections.abc import Callable
@@ -17,13 +18,19 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from skillmerge.errors import ModelError, OutputExistsError, UsageError
-from skillmerge.merge import MergeConfig, run
+from skillmerge.merge import MergeConfig, engine, methods, run
 from skillmerge.merge.command import merge_command
 from skillmerge.merge.engine import tensor_seed
 from skillmerge.merge.methods import get_method
 from skillmerge.merge.methods.base import TensorInputs
 from skillmerge.models.io import read_manifest, save_model, stored_state_dict
-from skillmerge.models.shards import INDEX_FILE, SINGLE_FILE, ShardedSafetensorsWriter, TensorReader
+from skillmerge.models.shards import (
+    INDEX_FILE,
+    SINGLE_FILE,
+    PlannedShardWriter,
+    ShardedSafetensorsWriter,
+    TensorReader,
+)
 
 
 def llama(vocab: int, *, seed: int, tied: bool = True, hidden: int = 32) -> LlamaForCausalLM:
@@ -460,15 +467,15 @@ def test_full_disk_mid_merge_leaves_nothing(
     family: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"n": 0}
-    real_add = ShardedSafetensorsWriter.add
+    real_add = PlannedShardWriter.add
 
-    def add_then_fill_disk(self: ShardedSafetensorsWriter, name: str, tensor: torch.Tensor) -> None:
+    def add_then_fill_disk(self: PlannedShardWriter, name: str, tensor: torch.Tensor) -> None:
         calls["n"] += 1
         if calls["n"] == 5:
             raise OSError(errno.ENOSPC, "No space left on device")
         real_add(self, name, tensor)
 
-    monkeypatch.setattr(ShardedSafetensorsWriter, "add", add_then_fill_disk)
+    monkeypatch.setattr(PlannedShardWriter, "add", add_then_fill_disk)
     cfg = config("task_arithmetic", family["base-fp32"], [family["m1-fp32"]], [1.0])
     _expect_refusal(cfg, tmp_path / "out", "no space left", error=ModelError)
     assert calls["n"] == 5
@@ -490,3 +497,64 @@ def test_merge_command_prints_plan_on_dry_run(
     assert "wrote" in capsys.readouterr().out
     with safe_open(str(tmp_path / "out" / SINGLE_FILE), "pt") as handle:
         assert "model.norm.weight" in set(handle.keys())
+
+
+@pytest.mark.parametrize(
+    ("method", "tag", "count", "extra"),
+    [
+        ("task_arithmetic", "bf16", 3, {"dtype": "float32"}),
+        (
+            "task_arithmetic",
+            "fp32",
+            2,
+            {"parameters": {"normalize": True, "lambda": 0.7}, "dtype": "bfloat16"},
+        ),
+        ("linear", "fp32", 3, {}),
+        ("linear", "bf16", 2, {"base": False}),
+        ("wise_ft", "fp32", 1, {"parameters": {"omega": 0.3}}),
+    ],
+)
+def test_elementwise_methods_in_slices_equal_whole_tensor_bitwise(
+    family: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    tag: str,
+    count: int,
+    extra: dict,
+) -> None:
+    use_base = extra.pop("base", True)
+    models = [family[f"m{k}-{tag}"] for k in (1, 2, 3)][:count]
+    cfg = config(
+        method, family[f"base-{tag}"] if use_base else None, models, [0.7, -0.4, 0.3][:count], **extra
+    )
+    assert get_method(method).elementwise
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 7)  # odd: every tensor ends on a partial slice
+    sliced = run(cfg, tmp_path / "sliced")
+    whole_method = dataclasses.replace(get_method(method), elementwise=False)
+    monkeypatch.setitem(methods._REGISTRY, method, whole_method)
+    whole = run(cfg, tmp_path / "whole")
+    assert sliced.weights_fingerprint == whole.weights_fingerprint
+    got, want = weights(tmp_path / "sliced"), weights(tmp_path / "whole")
+    assert sorted(got) == sorted(want)
+    assert all(torch.equal(got[n], want[n]) and got[n].dtype == want[n].dtype for n in want)
+
+
+def test_non_elementwise_methods_stay_whole() -> None:
+    for name in ("ties", "dare_linear", "dare_ties", "breadcrumbs", "breadcrumbs_ties", "slerp"):
+        assert not get_method(name).elementwise, name
+
+
+def test_nan_in_the_base_is_named_before_a_model(
+    family: dict[str, Path], tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerFast
+) -> None:
+    def poison(state: dict[str, torch.Tensor]) -> None:
+        state["model.embed_tokens.weight"] = state["model.embed_tokens.weight"].clone()
+        state["model.embed_tokens.weight"][-1, -2:] = float("inf")
+
+    bad_base = _edit_tensor(family["base-fp32"], tmp_path / "bad-base", tiny_tokenizer, poison)
+    bad_model = _edit_tensor(family["m1-fp32"], tmp_path / "bad-model", tiny_tokenizer, poison)
+    cfg = config("task_arithmetic", bad_base, [bad_model], [1.0])
+    _expect_refusal(
+        cfg, tmp_path / "out", str(bad_base), "model.embed_tokens.weight has 2 non-finite", error=ModelError
+    )

@@ -5,7 +5,10 @@ few tensors ahead with ``os.preadv``, which releases the GIL, so disk reads over
 fp32 on the chosen device, checks they are finite, builds the task vectors (LoRA: ΔW = s·B·A), calls the
 method with a generator seeded from ``sha256(f"{seed}:{name}")`` (so the result does not depend on thread
 count or tensor order), casts to the output dtype and hands the tensor to a writer thread. Peak memory is
-O(largest tensor × inputs × prefetch depth + one output shard), never O(model).
+O(raw bytes of the tensors read ahead + the output tensor), never O(model): the output's shard layout is
+fixed from the plan up front, so each merged tensor is written at its offset straight away. Elementwise
+methods (linear, task_arithmetic, wise_ft) run over cache-sized flat slices, so even a 100M-entry embedding
+never exists as a full fp32 copy.
 
 Everything is written inside :func:`skillmerge.atomic.atomic_dir`: an error at any point (a NaN found in
 tensor 200, a full disk) leaves nothing at the destination.
@@ -25,6 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -38,7 +42,7 @@ from skillmerge.merge.methods.base import TensorInputs
 from skillmerge.merge.plan import InputModel, MergePlan, TensorTask
 from skillmerge.models.card import render_model_card
 from skillmerge.models.fingerprint import file_fingerprint, fingerprint_from_digests, header_fingerprint
-from skillmerge.models.shards import SAFETENSORS_TO_TORCH, ShardedSafetensorsWriter, TensorReader
+from skillmerge.models.shards import SAFETENSORS_TO_TORCH, PlannedShardWriter, TensorReader
 
 _TOKENIZER_FILES = (
     "tokenizer.json",
@@ -52,6 +56,11 @@ _TOKENIZER_FILES = (
 _CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 MANIFEST_FILE = "manifest.json"
 # Not models.io.library_versions: importing models.io loads transformers, seconds a merge does not need.
+# Elementwise methods run over flat slices of this many entries (1 MiB per fp32 operand): small enough that a
+# slice's operands stay in cache through the method's passes, large enough that per-call overhead is noise.
+CHUNK_ELEMENTS = 1 << 18
+# Raw input bytes read ahead of the tensor being merged (beyond the next tensor, which is always read).
+PREFETCH_BYTES = 256 * 1024**2
 _VERSIONED = ("skillmerge", "torch", "safetensors", "tokenizers", "pydantic", "transformers")
 
 
@@ -171,6 +180,8 @@ def merge_tensor(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch.Te
     if not task.merge:  # integer buffers and the like: the reference's value, unchanged
         raw = loaded.base if loaded.base is not None else loaded.models[0]
         return raw.clone()
+    if plan.method.elementwise and all(model.kind == "model" for model in plan.models):
+        return _merge_chunked(plan, task, loaded, device)
     base = fp32(loaded.base, plan.base) if loaded.base is not None and plan.base is not None else None
     loaded.base = None  # drop raw (e.g. bf16) buffers as soon as their fp32 copy exists
     models: list[torch.Tensor] = []
@@ -220,12 +231,94 @@ def merge_tensor(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch.Te
     return out.to(dtype=task.out_dtype).to("cpu")
 
 
+def _merge_chunked(plan: MergePlan, task: TensorTask, loaded: _Loaded, device: torch.device) -> torch.Tensor:
+    """An elementwise method over flat slices of CHUNK_ELEMENTS entries, written straight into the output.
+
+    Bitwise equal to one whole-tensor call (each entry goes through the same fp32 operations), but only a
+    chunk of fp32 operands exists at a time and they stay in cache across the method's passes. Inputs are
+    not checked one by one: any NaN/inf in an input makes these methods' output non-finite, so only a
+    non-finite output chunk pays for finding (and naming) the bad input.
+    """
+    owners: list[InputModel] = list(plan.models)
+    raws: list[torch.Tensor] = list(loaded.models)
+    has_base = loaded.base is not None and plan.base is not None
+    if loaded.base is not None and plan.base is not None:
+        owners.insert(0, plan.base)
+        raws.insert(0, loaded.base)
+    loaded.base, loaded.models = None, [None] * len(loaded.models)
+    flats = [raw.reshape(-1) for raw in raws]
+    out = torch.empty(task.shape, dtype=task.out_dtype)
+    flat_out = out.view(-1)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(tensor_seed(plan.config.seed, task.name))
+    total = flat_out.numel()
+    chunk = CHUNK_ELEMENTS  # read at call time, so tests can force many small slices
+    for start in range(0, max(total, 1), chunk):  # an empty tensor still gets one (empty) call
+        stop = min(start + chunk, total)
+        parts = [flat[start:stop].to(device=device, dtype=torch.float32) for flat in flats]
+        base = parts[0] if has_base else None
+        models = parts[1:] if has_base else parts
+        inputs = TensorInputs(
+            name=task.name,
+            base=base,
+            models=models,
+            deltas=[model - base for model in models] if base is not None else None,
+            weights=list(task.weights),
+            model_params=list(task.model_params),
+        )
+        merged = plan.method.fn(inputs, task.params, generator)
+        if tuple(merged.shape) != (stop - start,):
+            raise ModelError(
+                f"method {plan.method.name} (elementwise) returned shape {list(merged.shape)} for a slice of "
+                f"{task.name}, expected {[stop - start]}"
+            )
+        if merged.numel() and not math.isfinite(float(merged.sum())) and not bool(merged.isfinite().all()):
+            _name_non_finite(owners, raws, task.name)  # an input is bad, or finite inputs overflowed
+        flat_out[start:stop].copy_(merged)
+    return out
+
+
+def _name_non_finite(owners: list[InputModel], raws: list[torch.Tensor], name: str) -> None:
+    """Raise for the first input (base, then models) holding a NaN/inf in tensor ``name``."""
+    for owner, raw in zip(owners, raws, strict=True):
+        finite = torch.isfinite(raw)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise ModelError(f"{owner.path}: tensor {name} has {bad} non-finite value(s) (NaN or inf)")
+
+
+@contextmanager
+def _intra_op_threads(count: int | None) -> Iterator[None]:
+    """Run torch ops on ``count`` threads inside the block (None: leave the setting alone).
+
+    Elementwise methods work on cache-sized slices, where a parallel region costs more than it saves (and
+    far more on a busy machine); one compute thread leaves the other cores to the read and write threads.
+    """
+    if count is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _prefetched(plan: MergePlan, files: _RawFiles, pool: ThreadPoolExecutor, depth: int) -> Iterator[tuple]:
-    """Yield (task, loaded) in plan order while up to ``depth`` later tensors are being read."""
+    """Yield (task, loaded) in plan order while up to ``depth`` later tensors are being read.
+
+    Read-ahead also stops at PREFETCH_BYTES of raw input (the next tensor is always read), so two large
+    neighbours (lm_head, embed_tokens) are not held at once just because the queue had room.
+    """
     pending: dict[int, Future[_Loaded]] = {}
     tasks = plan.tensors
     for i, task in enumerate(tasks):
+        ahead = 0
         for j in range(i, min(i + depth + 1, len(tasks))):
+            if j > i and ahead + tasks[j].bytes_in > PREFETCH_BYTES:
+                break
+            ahead += tasks[j].bytes_in
             if j not in pending:
                 pending[j] = pool.submit(_load, files, plan, tasks[j])
         yield task, pending.pop(i).result()
@@ -295,13 +388,16 @@ def _write_weights(
 
     config = plan.config
     depth = max(1, config.io_threads)
+    # The layout is known from the plan, so each tensor goes to disk as it is merged: no shard in memory.
+    layout = [(task.name, task.out_dtype, task.shape) for task in plan.tensors]
     bar = Progress(
         TextColumn("merging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not progress
     )
     with (
         ThreadPoolExecutor(config.io_threads, thread_name_prefix="merge-read") as readers,
         ThreadPoolExecutor(1, thread_name_prefix="merge-write") as write_pool,
-        ShardedSafetensorsWriter(tmp, max_shard_bytes=config.max_shard_bytes) as writer,
+        PlannedShardWriter(tmp, layout, max_shard_bytes=config.max_shard_bytes) as writer,
+        _intra_op_threads(1 if plan.method.elementwise else None),
         bar,
     ):
         job = bar.add_task("merge", total=len(plan.tensors))
@@ -317,8 +413,8 @@ def _write_weights(
             if written is not None:
                 written.result()
         except BaseException:
-            if written is not None:
-                written.cancel()
+            if written is not None and not written.cancel():
+                written.exception()  # let an in-flight write end before the writer closes its files
             raise
     return writer.tensor_digests, [f.name for f in writer.files]
 

@@ -95,17 +95,21 @@ class MergePlan:
 
     @property
     def peak_bytes(self) -> int:
-        """Working memory estimate: the largest tensor in fp32 for every input, its delta, the method's
-        temporaries and the output, plus raw prefetched tensors and one output shard being assembled."""
+        """Working memory estimate: raw input bytes in flight (the tensor being merged and those read ahead,
+        see the engine's PREFETCH_BYTES) + the output tensor + fp32 working copies: a cache-sized slice per
+        input for an elementwise method, else the largest tensor in fp32 for every input, its delta, the
+        method's temporaries and the output. Output shards are written in place, never held in memory."""
+        from skillmerge.merge.engine import CHUNK_ELEMENTS, PREFETCH_BYTES  # (engine imports this module)
+
         n = len(self.models)
         largest = max((_numel(t.shape) for t in self.tensors), default=0)
-        fp32 = largest * 4 * (2 * n + 3)
-        # raw bytes of the tensor being merged and of those read ahead: at most the largest io_threads + 1
-        prefetch = sum(sorted((t.bytes_in for t in self.tensors), reverse=True)[: self.config.io_threads + 1])
-        shard = min(self.config.max_shard_bytes, self.bytes_written) + max(
-            (t.bytes_out for t in self.tensors), default=0
-        )
-        return fp32 + prefetch + shard
+        lora = any(m.kind == "lora" for m in self.models)
+        working = min(largest, CHUNK_ELEMENTS) if self.method.elementwise and not lora else largest
+        fp32 = working * 4 * (2 * n + 3)
+        by_size = sorted((t.bytes_in for t in self.tensors), reverse=True)
+        # the tensor being merged and the next are read whole; further read-ahead stops at PREFETCH_BYTES
+        prefetch = sum(by_size[:2]) + min(PREFETCH_BYTES, sum(by_size[2 : self.config.io_threads + 1]))
+        return fp32 + prefetch + max((t.bytes_out for t in self.tensors), default=0)
 
     def inputs(self) -> list[InputModel]:
         return ([self.base] if self.base is not None else []) + self.models
@@ -250,11 +254,26 @@ def _vocab(model: InputModel) -> dict[str, int] | None:
         raise ModelError(f"{path}: cannot read tokenizer ({err})") from None
 
 
+def _same_bytes(a: Path, b: Path) -> bool:
+    """True when both files exist and hold the same bytes (a size check first, then the contents)."""
+    try:
+        if not b.is_file() or a.stat().st_size != b.stat().st_size:
+            return False
+        return a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
+
+
 def _check_vocabulary(reference: InputModel, others: list[InputModel]) -> None:
     ref_vocab = _vocab(reference)
     if ref_vocab is None:
         return
+    ref_file = reference.path / "tokenizer.json"
     for other in others:
+        # A fine-tune usually ships its base's tokenizer file unchanged: equal bytes, equal vocabulary, and
+        # no ~0.1 s parse of a multi-MB tokenizer per input.
+        if _same_bytes(ref_file, other.path / "tokenizer.json"):
+            continue
         vocab = _vocab(other)
         if vocab is None or vocab == ref_vocab:
             continue

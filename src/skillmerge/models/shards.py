@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from collections.abc import Iterator
@@ -54,6 +55,9 @@ TORCH_TO_SAFETENSORS: dict[torch.dtype, str] = {
     torch.bool: "BOOL",
 }
 SAFETENSORS_TO_TORCH: dict[str, torch.dtype] = {v: k for k, v in TORCH_TO_SAFETENSORS.items()}
+# The order in which safetensors.save_file lays out tensor data by dtype (then by name).
+_SAVE_ORDER = ("U64", "I64", "F64", "F32", "U32", "I32", "BF16", "F16", "U16", "I16", "F8_E4M3", "F8_E5M2")
+_SAVE_ORDER += ("I8", "U8", "BOOL")
 
 
 def _umask() -> int:
@@ -380,3 +384,177 @@ class ShardedSafetensorsWriter:
         for file in self.files:
             file.unlink(missing_ok=True)
         self._finished = True
+
+
+class PlannedShardWriter:
+    """Stream tensors straight into shard files whose layout is fixed up front from (name, dtype, shape).
+
+    The same shards as :class:`ShardedSafetensorsWriter` (greedy split in the given order, a tensor larger
+    than the limit alone in its shard) and the same file format as ``safetensors.save_file`` (compact JSON
+    header padded with spaces to 8 bytes, data ordered by element size then name). Because every header is
+    known before any data arrives, each tensor is written at its offset the moment it is added and dropped:
+    memory is O(one tensor), not O(one shard). Tensors may arrive in any order; each exactly once.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        layout: list[tuple[str, torch.dtype, tuple[int, ...]]],
+        *,
+        max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        if max_shard_bytes <= 0:
+            raise ValueError("max_shard_bytes must be positive")
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        stale = sorted(p.name for p in self.out_dir.glob("model*.safetensors*"))
+        if stale:
+            raise OutputExistsError(f"{self.out_dir}: already holds weight files ({stale[0]})")
+        metadata = dict(metadata) if metadata is not None else {"format": "pt"}
+        self.tensor_digests: dict[str, tuple[str, tuple[int, ...], str]] = {}
+        self.files: list[Path] = []
+        groups: list[list[tuple[str, torch.dtype, tuple[int, ...], int]]] = [[]]
+        size = 0
+        for name, dtype, shape in layout:
+            if dtype not in TORCH_TO_SAFETENSORS:
+                raise ModelError(f"{self.out_dir}: tensor {name}: dtype {dtype} cannot be stored")
+            nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+            if groups[-1] and size + nbytes > max_shard_bytes:
+                groups.append([])
+                size = 0
+            groups[-1].append((name, dtype, tuple(shape), nbytes))
+            size += nbytes
+        # name -> (shard index, absolute file offset, dtype, shape)
+        self._where: dict[str, tuple[int, int, torch.dtype, tuple[int, ...]]] = {}
+        self._headers: list[bytes] = []
+        self._names: list[list[str]] = []
+        self._left: list[int] = []
+        for shard, group in enumerate(groups):
+            # safetensors' order (wider dtypes first, which keeps every tensor aligned), then by name
+            ordered = sorted(group, key=lambda t: (_SAVE_ORDER.index(TORCH_TO_SAFETENSORS[t[1]]), t[0]))
+            header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+            offset = 0
+            offsets = {}
+            for name, dtype, shape, nbytes in ordered:
+                header[name] = {
+                    "dtype": TORCH_TO_SAFETENSORS[dtype],
+                    "shape": list(shape),
+                    "data_offsets": [offset, offset + nbytes],
+                }
+                offsets[name] = offset
+                offset += nbytes
+            raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+            raw += b" " * (-len(raw) % 8)
+            data_start = 8 + len(raw)
+            for name, dtype, shape, _ in group:
+                if name in self._where:
+                    raise ModelError(f"{self.out_dir}: tensor {name} planned twice")
+                self._where[name] = (shard, data_start + offsets[name], dtype, shape)
+            self._headers.append(struct.pack("<Q", len(raw)) + raw)
+            self._names.append([t[0] for t in group])
+            self._left.append(len(group))
+        self._total_bytes = sum(t[3] for g in groups for t in g)
+        self._total_params = sum(math.prod(t[2]) for g in groups for t in g)
+        self._partials = [
+            self.out_dir / f".shard-{i + 1:05d}.safetensors.partial" for i in range(len(groups))
+        ]
+        self._fds: dict[int, int] = {}
+        self._finished = False
+
+    def __enter__(self) -> PlannedShardWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            if not self._finished:
+                self.finish()
+        else:
+            self.abort()
+
+    def _fd(self, shard: int) -> int:
+        fd = self._fds.get(shard)
+        if fd is None:
+            fd = self._fds[shard] = os.open(
+                self._partials[shard], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666
+            )
+            _pwrite_all(fd, memoryview(self._headers[shard]), 0)
+        return fd
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        """Write one planned tensor at its offset (hashing it for ``tensor_digests``)."""
+        if self._finished:
+            raise RuntimeError("writer already finished")
+        if name in self.tensor_digests:
+            raise ModelError(f"{self.out_dir}: tensor {name} added twice")
+        planned = self._where.get(name)
+        if planned is None:
+            raise ModelError(f"{self.out_dir}: tensor {name} is not in the planned layout")
+        shard, offset, dtype, shape = planned
+        if tensor.dtype != dtype or tuple(tensor.shape) != shape:
+            raise ModelError(
+                f"{self.out_dir}: tensor {name}: got {tensor.dtype} {list(tensor.shape)}, "
+                f"planned {dtype} {list(shape)}"
+            )
+        tensor = tensor.detach().to("cpu").contiguous()
+        data = tensor_bytes(tensor)
+        self.tensor_digests[name] = (TORCH_TO_SAFETENSORS[dtype], shape, hashlib.sha256(data).hexdigest())
+        fd = self._fd(shard)
+        _pwrite_all(fd, data, offset)
+        self._left[shard] -= 1
+        if self._left[shard] == 0:
+            os.close(self._fds.pop(shard))
+
+    def finish(self) -> list[Path]:
+        """Check every planned tensor arrived, give shards their final names and write the index."""
+        if self._finished:
+            return self.files
+        missing = [n for n in self._where if n not in self.tensor_digests]
+        if missing:
+            raise ModelError(f"{self.out_dir}: tensor {missing[0]} was planned but never written")
+        for shard in range(len(self._partials)):
+            if not self._partials[shard].exists():  # only a shard with no tensors: header only
+                self._fd(shard)
+                os.close(self._fds.pop(shard))
+            os.chmod(self._partials[shard], 0o666 & ~_umask())
+        count = len(self._partials)
+        if count == 1:
+            final = self.out_dir / SINGLE_FILE
+            os.replace(self._partials[0], final)
+            self.files = [final]
+        else:
+            weight_map: dict[str, str] = {}
+            for i, (partial, names) in enumerate(zip(self._partials, self._names, strict=True), start=1):
+                final = self.out_dir / shard_file_name(i, count)
+                os.replace(partial, final)
+                self.files.append(final)
+                weight_map.update(dict.fromkeys(names, final.name))
+            index = {
+                "metadata": {"total_parameters": self._total_params, "total_size": self._total_bytes},
+                "weight_map": dict(sorted(weight_map.items())),
+            }
+            index_path = self.out_dir / INDEX_FILE
+            index_path.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+            self.files.append(index_path)
+        self._finished = True
+        return self.files
+
+    def abort(self) -> None:
+        """Remove whatever this writer put on disk."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        for partial in self._partials:
+            partial.unlink(missing_ok=True)
+        for file in self.files:
+            file.unlink(missing_ok=True)
+        self._finished = True
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    """os.pwrite until every byte is written (large writes may be short)."""
+    done = 0
+    while done < len(data):
+        done += os.pwrite(fd, data[done:], offset + done)

@@ -50,7 +50,14 @@ MergeFn = Callable[[TensorInputs, Any, torch.Generator], torch.Tensor]
 
 @dataclass(frozen=True)
 class MergeMethod:
-    """A registered method: its function, whether it needs θ_base, and its parameter schemas."""
+    """A registered method: its function, whether it needs θ_base, and its parameter schemas.
+
+    ``elementwise``: output entry j depends only on entry j of each input, through the same operations
+    whatever the tensor's size, and the method draws nothing from its generator. The engine may then run it
+    over flat slices of a large tensor (bounding memory, keeping operands in cache) with a result bitwise
+    equal to one whole-tensor call. Methods that rank, sample or take norms (TIES, DARE, breadcrumbs,
+    SLERP) must leave it False.
+    """
 
     name: str
     fn: MergeFn
@@ -60,3 +67,4 @@ class MergeMethod:
     min_models: int = 1
     max_models: int | None = None
     doc: str = ""
+    elementwise: bool = False

@@ -43,5 +43,6 @@ METHODS = (
         needs_base=False,
         params=LinearParams,
         doc="Σ w_i θ_i (/ Σ w_i when normalize)",
+        elementwise=True,
     ),
 )

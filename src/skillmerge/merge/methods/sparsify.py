@@ -153,12 +153,20 @@ def disjoint_sum(deltas: list[torch.Tensor], weights: list[float]) -> tuple[torc
     never agree, so they add to neither sum. Dividing the first by the second (where it is non-zero) is
     the disjoint mean.
     """
-    weighted = [delta * weight for delta, weight in zip(deltas, weights, strict=True)]
-    elected = elect_sign(weighted)
+    if len(deltas) != len(weights):
+        raise ValueError(f"{len(weights)} weights for {len(deltas)} task vectors")
+    # w_i·δ_i is recomputed in the second pass instead of kept in a list: the same values (and the same sum
+    # as elect_sign's) with one full-size temporary alive instead of one per model.
+    total = torch.zeros_like(deltas[0])
+    for delta, weight in zip(deltas, weights, strict=True):
+        total += delta * weight
+    elected = torch.where(total >= 0, 1.0, -1.0).to(total.dtype)
+    del total
     mixed = torch.zeros_like(elected)
     divisor = torch.zeros_like(elected)
-    for w_delta, weight in zip(weighted, weights, strict=True):
+    for delta, weight in zip(deltas, weights, strict=True):
+        w_delta = delta * weight
         agree = torch.sign(w_delta) == elected
-        mixed += torch.where(agree, w_delta, 0.0)
+        mixed += w_delta.masked_fill_(~agree, 0.0)
         divisor += agree * weight
     return mixed, divisor

@@ -137,5 +137,6 @@ METHODS = (
         needs_base=True,
         params=TaskArithmeticParams,
         doc="θ_base + λ·Σ w_i (θ_i − θ_base)",
+        elementwise=True,
     ),
 )

@@ -34,5 +34,6 @@ METHODS = (
         min_models=1,
         max_models=1,
         doc="θ_G + ω (θ_CFT − θ_G)",
+        elementwise=True,
     ),
 )
