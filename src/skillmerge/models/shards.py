@@ -19,7 +19,7 @@ import json
 import math
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -262,6 +262,35 @@ class TensorReader:
         return file, self._headers[file].tensors[name]
 
 
+def publish_shards(
+    out_dir: Path, partials: Sequence[tuple[Path, Sequence[str]]], total_params: int, total_bytes: int
+) -> list[Path]:
+    """Rename finished partial shards to their final names; write the index when there are several.
+
+    One shard becomes ``model.safetensors``; N shards become ``model-0000i-of-0000N.safetensors`` plus
+    ``model.safetensors.index.json`` (transformers' layout). Returns the files written, index last.
+    """
+    if len(partials) == 1:
+        final = out_dir / SINGLE_FILE
+        os.replace(partials[0][0], final)
+        return [final]
+    files: list[Path] = []
+    weight_map: dict[str, str] = {}
+    for i, (partial, names) in enumerate(partials, start=1):
+        final = out_dir / shard_file_name(i, len(partials))
+        os.replace(partial, final)
+        files.append(final)
+        weight_map.update(dict.fromkeys(names, final.name))
+    index = {
+        "metadata": {"total_parameters": total_params, "total_size": total_bytes},
+        "weight_map": dict(sorted(weight_map.items())),
+    }
+    index_path = out_dir / INDEX_FILE
+    index_path.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    files.append(index_path)
+    return files
+
+
 class ShardedSafetensorsWriter:
     """Write tensors arriving one at a time into shards of at most ``max_shard_bytes`` each.
 
@@ -354,25 +383,7 @@ class ShardedSafetensorsWriter:
             return self.files
         if self._pending or not self._partials:
             self._flush()
-        count = len(self._partials)
-        if count == 1:
-            final = self.out_dir / SINGLE_FILE
-            os.replace(self._partials[0][0], final)
-            self.files = [final]
-        else:
-            weight_map: dict[str, str] = {}
-            for i, (partial, names) in enumerate(self._partials, start=1):
-                final = self.out_dir / shard_file_name(i, count)
-                os.replace(partial, final)
-                self.files.append(final)
-                weight_map.update(dict.fromkeys(names, final.name))
-            index = {
-                "metadata": {"total_parameters": self._total_params, "total_size": self._total_bytes},
-                "weight_map": dict(sorted(weight_map.items())),
-            }
-            index_path = self.out_dir / INDEX_FILE
-            index_path.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-            self.files.append(index_path)
+        self.files = publish_shards(self.out_dir, self._partials, self._total_params, self._total_bytes)
         self._finished = True
         return self.files
 
@@ -519,25 +530,8 @@ class PlannedShardWriter:
                 self._fd(shard)
                 os.close(self._fds.pop(shard))
             os.chmod(self._partials[shard], 0o666 & ~_umask())
-        count = len(self._partials)
-        if count == 1:
-            final = self.out_dir / SINGLE_FILE
-            os.replace(self._partials[0], final)
-            self.files = [final]
-        else:
-            weight_map: dict[str, str] = {}
-            for i, (partial, names) in enumerate(zip(self._partials, self._names, strict=True), start=1):
-                final = self.out_dir / shard_file_name(i, count)
-                os.replace(partial, final)
-                self.files.append(final)
-                weight_map.update(dict.fromkeys(names, final.name))
-            index = {
-                "metadata": {"total_parameters": self._total_params, "total_size": self._total_bytes},
-                "weight_map": dict(sorted(weight_map.items())),
-            }
-            index_path = self.out_dir / INDEX_FILE
-            index_path.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-            self.files.append(index_path)
+        partials = list(zip(self._partials, self._names, strict=True))
+        self.files = publish_shards(self.out_dir, partials, self._total_params, self._total_bytes)
         self._finished = True
         return self.files
 
