@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
+from model_factory import tiny_llama
 from skillmerge.errors import ModelError
 from skillmerge.models.fingerprint import (
     checkpoint_fingerprint,
@@ -78,17 +78,7 @@ def test_writer_digests_give_the_fingerprint_of_the_written_files(tmp_path: Path
 
 
 def test_transformers_checkpoint_and_ours_agree_on_the_fingerprint(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(config)
+    model = tiny_llama(tie=False)
     model.save_pretrained(tmp_path / "hf", max_shard_size="20KB")
     write(tmp_path / "ours", model.state_dict())
     assert checkpoint_fingerprint(tmp_path / "hf") == checkpoint_fingerprint(tmp_path / "ours")

@@ -10,8 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
+from model_factory import tiny_llama as make_tiny_llama
 from skillmerge.errors import ModelError, OutputExistsError
 from skillmerge.models import shards
 from skillmerge.models.fingerprint import checkpoint_fingerprint
@@ -39,21 +40,7 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def tiny_llama(tie: bool = True, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=tie,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=2,
-    )
-    return LlamaForCausalLM(config).eval()
+    return make_tiny_llama(tie, seed, bos_token_id=1, eos_token_id=2, pad_token_id=2)
 
 
 IDS = torch.tensor([[1, 7, 20, 33, 4, 60, 2]])

@@ -9,26 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from model_factory import tiny_llama
 from skillmerge.errors import ModelError, OutputExistsError
 from skillmerge.models import shards
 from skillmerge.models.shards import INDEX_FILE, SINGLE_FILE, ShardedSafetensorsWriter, TensorReader
-
-
-def tiny_llama(tie: bool, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=tie,
-    )
-    return LlamaForCausalLM(config).eval()
 
 
 def write_state(out: Path, tensors: dict[str, torch.Tensor], max_shard_bytes: int) -> list[Path]:
