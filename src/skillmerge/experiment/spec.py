@@ -1,0 +1,330 @@
+"""The experiment spec: one YAML file naming the models, data, methods, ω selection, recipes and suites.
+
+::
+
+    name: demo
+    seeds: [0]
+    models:
+      base: models/base                 # θ_base, an HF directory
+      general: null                     # θ_G: an HF directory, or null: trained from θ_base on data.general
+    data:
+      general: [data/general.jsonl]     # the general mix (chat files)
+      skills:
+        - name: safety
+          train: [data/safety.jsonl]
+          validation: [data/safety-val.jsonl]
+          sizes: {caps: [100, 500]}       # per-task caps, or {percentages: [50, 100]}; nested
+          score: safety                   # which eval score is this skill's score
+    methods: [rt, cft, cft_replay, ptm, multi_skill]
+    merge:
+      methods: [task_arithmetic]
+      omegas: {start: 0.1, stop: 1.0, step: 0.1}     # or an explicit list
+    selection: {rules: [heuristic, validation], epsilon: 0.05}
+    training:
+      default: {preset: cpu-small}        # under every kind below
+      skill: {lr: 2.0e-4}                 # kinds: general, rt, cft, cft_replay, skill (θ_D for PTM)
+    eval:
+      general: [general]
+      safety: [safety]
+      exaggerated_refusal: [xstest]
+
+Relative paths are resolved against the spec file's directory (``hub:`` sources are kept as written).
+:func:`load_spec` validates everything that needs no file content; missing inputs are refused when the DAG
+fingerprints them (:func:`skillmerge.experiment.dag.expand`), still before any work.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from skillmerge.config_yaml import first_validation_error, read_yaml_mapping
+from skillmerge.errors import UsageError
+
+METHODS = ("rt", "cft", "cft_replay", "ptm", "multi_skill")
+MERGE_METHODS = ("task_arithmetic", "linear", "wise_ft", "ties", "dare_ties")
+TRAIN_KINDS = ("general", "rt", "cft", "cft_replay", "skill")
+OMEGA_MIN, OMEGA_MAX = 0.0, 2.0
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class Models(BaseModel):
+    """θ_base, and θ_G given as a directory or (``None``) trained from θ_base on the general mix."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: str
+    general: str | None = None
+
+
+class Sizes(BaseModel):
+    """The data sizes to try, nested (every smaller sample ⊆ every larger one): caps or percentages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    caps: list[int] | None = None
+    percentages: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Sizes:
+        if (self.caps is None) == (self.percentages is None):
+            raise ValueError("give exactly one of caps (per-task) or percentages")
+        values = self.values
+        if not values:
+            raise ValueError("at least one size is needed")
+        if len(set(values)) != len(values):
+            raise ValueError(f"sizes repeat: {values}")
+        if self.caps is not None and any(c < 1 for c in self.caps):
+            raise ValueError(f"caps must be positive integers, got {self.caps}")
+        if self.percentages is not None and any(not 0 < p <= 100 for p in self.percentages):
+            raise ValueError(f"percentages must be in (0, 100], got {self.percentages}")
+        return self
+
+    @property
+    def mode(self) -> Literal["caps", "percentages"]:
+        return "caps" if self.caps is not None else "percentages"
+
+    @property
+    def values(self) -> list[float]:
+        return sorted(self.caps if self.caps is not None else self.percentages or [])
+
+    def label(self, value: float) -> str:
+        """``cap100`` / ``pct50``: the size's name in step ids."""
+        number = f"{value:g}"
+        return f"cap{number}" if self.mode == "caps" else f"pct{number}"
+
+
+class Skill(BaseModel):
+    """One skill: its training and validation sources, the sizes to try and the score that measures it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    train: list[str] = Field(min_length=1)
+    validation: list[str] = Field(default_factory=list)
+    sizes: Sizes = Field(default_factory=lambda: Sizes(percentages=[100]))
+    score: str
+
+    _lists = field_validator("train", "validation", mode="before")(_as_list)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_simple(cls, name: str) -> str:
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"skill name {name!r}: use letters, digits, '_', '.', '-'")
+        return name
+
+
+class Data(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    general: list[str] = Field(min_length=1)
+    skills: list[Skill] = Field(min_length=1)
+
+    _lists = field_validator("general", mode="before")(_as_list)
+
+    @field_validator("skills")
+    @classmethod
+    def _unique_names(cls, skills: list[Skill]) -> list[Skill]:
+        seen: set[str] = set()
+        for skill in skills:
+            if skill.name in seen:
+                raise ValueError(f"two skills are named {skill.name!r}")
+            seen.add(skill.name)
+        return skills
+
+
+class OmegaRange(BaseModel):
+    """``start, start+step, ..., ≤ stop`` (inclusive, rounded to 10 decimals so 0.1 steps stay exact)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: float = 0.1
+    stop: float = 1.0
+    step: float = 0.1
+
+    def values(self) -> list[float]:
+        if not self.step > 0:
+            raise ValueError(f"step must be > 0, got {self.step}")
+        count = math.floor((self.stop - self.start) / self.step + 1e-9) + 1
+        return [round(self.start + i * self.step, 10) for i in range(max(count, 0))]
+
+
+class Merge(BaseModel):
+    """Which merge methods PTM uses and the ω sweep (θ = θ_G + ω·τ_D, τ_D = θ_D − θ_base)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    methods: list[Literal["task_arithmetic", "linear", "wise_ft", "ties", "dare_ties"]] = Field(
+        default_factory=lambda: ["task_arithmetic"], min_length=1
+    )
+    omegas: list[float] | OmegaRange = Field(default_factory=OmegaRange)
+
+    @field_validator("omegas")
+    @classmethod
+    def _omegas_in_range(cls, omegas: list[float] | OmegaRange) -> list[float] | OmegaRange:
+        values = omegas.values() if isinstance(omegas, OmegaRange) else omegas
+        if not values:
+            raise ValueError("the ω range is empty")
+        bad = [w for w in values if not (math.isfinite(w) and OMEGA_MIN <= w <= OMEGA_MAX)]
+        if bad:
+            raise ValueError(f"ω must be in [{OMEGA_MIN:g}, {OMEGA_MAX:g}], got {bad[0]:g}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"ω values repeat: {values}")
+        return omegas
+
+    def omega_values(self) -> list[float]:
+        return sorted(self.omegas.values() if isinstance(self.omegas, OmegaRange) else self.omegas)
+
+
+class Selection(BaseModel):
+    """How ω is chosen: the heuristic |D|/|G| and/or the validation pick with tolerance ε."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[Literal["heuristic", "validation"]] = Field(
+        default_factory=lambda: ["heuristic", "validation"], min_length=1
+    )
+    epsilon: float = Field(0.05, ge=0.0, lt=1.0)
+
+
+class ExperimentSpec(BaseModel):
+    """A validated experiment; see the module docstring for the YAML form."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "experiment"
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    models: Models
+    data: Data
+    methods: list[Literal["rt", "cft", "cft_replay", "ptm", "multi_skill"]] = Field(min_length=1)
+    merge: Merge = Field(default_factory=Merge)
+    selection: Selection = Field(default_factory=Selection)
+    training: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    eval: dict[str, list[str]] = Field(min_length=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds repeat: {seeds}")
+        return seeds
+
+    @field_validator("training")
+    @classmethod
+    def _known_kinds(cls, training: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for kind in training:
+            if kind != "default" and kind not in TRAIN_KINDS:
+                raise ValueError(f"unknown model kind {kind!r} (known: default, {', '.join(TRAIN_KINDS)})")
+        return training
+
+    @field_validator("eval")
+    @classmethod
+    def _known_suites(cls, suites: dict[str, list[str]]) -> dict[str, list[str]]:
+        from skillmerge.evaluate.suites import CATEGORY_NAMES, suite_names
+
+        known = suite_names()
+        for score, names in suites.items():
+            if score not in CATEGORY_NAMES:
+                raise ValueError(f"unknown score {score!r} (known: {', '.join(CATEGORY_NAMES)})")
+            if not names:
+                raise ValueError(f"score {score!r} lists no suite")
+            for name in names:
+                if name not in known:
+                    raise ValueError(f"{score}: unknown suite {name!r} (known: {', '.join(known)})")
+        return suites
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentSpec:
+        if "general" not in self.eval:
+            raise ValueError("eval: a 'general' score is needed (the ω constraint and every table use it)")
+        for i, skill in enumerate(self.data.skills):
+            if skill.score not in self.eval:
+                raise ValueError(f"data.skills.{i}.score: score {skill.score!r} has no suites in eval")
+            if self.needs_validation and not skill.validation:
+                raise ValueError(
+                    f"data.skills.{i}.validation: skill {skill.name!r} has no validation data, "
+                    "which the validation pick of ω needs"
+                )
+        if "multi_skill" in self.methods and len(self.data.skills) < 2:
+            raise ValueError("methods: multi_skill needs at least two skills")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods: a method repeats: {self.methods}")
+        self.train_fields("general")  # every recipe must validate now, not mid-run
+        for kind in TRAIN_KINDS:
+            self.train_fields(kind)
+        return self
+
+    @property
+    def needs_validation(self) -> bool:
+        merging = "ptm" in self.methods or "multi_skill" in self.methods
+        return merging and "validation" in self.selection.rules
+
+    def train_fields(self, kind: str) -> dict[str, Any]:
+        """The validated recipe of ``kind`` (preset + default + kind overrides), minus model/out/data files.
+
+        The result is what a training step's cache key covers: changing a preset default changes it too.
+        """
+        from skillmerge.train.config import build_train_config, merge_fields
+
+        fields = merge_fields(self.training.get("default", {}), self.training.get(kind, {}))
+        try:
+            config = build_train_config(
+                {**fields, "model": "<model>", "out": "<out>"}, where=f"training.{kind}"
+            )
+        except UsageError as err:
+            raise ValueError(str(err)) from None
+        skip = {"model", "seed", "data.files", "data.mixture", "data.validation"}  # the DAG sets these
+        return {k: v for k, v in config.trajectory().items() if k not in skip}
+
+    def suites(self) -> list[str]:
+        """Every suite named in ``eval``, in first-mention order."""
+        return list(dict.fromkeys(name for names in self.eval.values() for name in names))
+
+    def resolve_paths(self, root: Path) -> ExperimentSpec:
+        """A copy with relative model and data paths made absolute against ``root``."""
+
+        def fix(value: str) -> str:
+            if value.startswith("hub:") or Path(value).is_absolute():
+                return value
+            return str((root / value).resolve())
+
+        skills = [
+            s.model_copy(
+                update={"train": [fix(p) for p in s.train], "validation": [fix(p) for p in s.validation]}
+            )
+            for s in self.data.skills
+        ]
+        models = self.models.model_copy(
+            update={
+                "base": fix(self.models.base),
+                "general": fix(self.models.general) if self.models.general else None,
+            }
+        )
+        data = self.data.model_copy(update={"general": [fix(p) for p in self.data.general], "skills": skills})
+        return self.model_copy(update={"models": models, "data": data})
+
+
+def spec_from_dict(raw: Any, source: str | Path = "<spec>") -> ExperimentSpec:
+    """Validate a parsed spec; any problem is one :class:`UsageError` line ``SOURCE: field: problem``."""
+    if not isinstance(raw, dict):
+        raise UsageError(f"{source}: an experiment spec must be a mapping, got {type(raw).__name__}")
+    try:
+        return ExperimentSpec.model_validate(raw)
+    except ValidationError as err:
+        raise UsageError(f"{source}: {first_validation_error(err)}") from None
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Read and validate a spec YAML; relative paths are resolved against the file's directory."""
+    path = Path(path)
+    spec = spec_from_dict(read_yaml_mapping(path, "experiment spec"), path)
+    return spec.resolve_paths(path.resolve().parent)
