@@ -299,6 +299,7 @@ def _register_stage_commands() -> None:
     from skillmerge.evaluate.command import eval_command
     from skillmerge.evaluate.eval_code import eval_code_command
     from skillmerge.evaluate.judge_command import judge_refusal_command, judge_validate_command
+    from skillmerge.experiment.command import run_command, status_command
     from skillmerge.merge.command import merge_command
     from skillmerge.train.command import train_command
 
@@ -306,6 +307,8 @@ def _register_stage_commands() -> None:
     app.command("merge")(merge_command)
     app.command("eval")(eval_command)
     app.command("eval-code")(eval_code_command)
+    app.command("run")(run_command)
+    app.command("status")(status_command)
     judge_app = typer.Typer(help="Refusal judge: label completions, validate against human labels.")
     judge_app.command("refusal")(judge_refusal_command)
     judge_app.command("validate")(judge_validate_command)
