@@ -34,7 +34,7 @@ def default_data_dir() -> Path:
         return path
     candidates = [Path.cwd().parent / "shared" / "data"]
     beside_checkout = _checkout_data_dir()
-    if beside_checkout is not None:
+    if beside_checkout is not None and beside_checkout.resolve() != candidates[0].resolve():
         candidates.append(beside_checkout)
     for path in candidates:
         if path.is_dir():
