@@ -301,6 +301,7 @@ def _register_stage_commands() -> None:
     from skillmerge.evaluate.judge_command import judge_refusal_command, judge_validate_command
     from skillmerge.experiment.command import run_command, status_command
     from skillmerge.merge.command import merge_command
+    from skillmerge.report.command import report_command
     from skillmerge.train.command import train_command
 
     app.command("train")(train_command)
@@ -309,6 +310,7 @@ def _register_stage_commands() -> None:
     app.command("eval-code")(eval_code_command)
     app.command("run")(run_command)
     app.command("status")(status_command)
+    app.command("report")(report_command)
     judge_app = typer.Typer(help="Refusal judge: label completions, validate against human labels.")
     judge_app.command("refusal")(judge_refusal_command)
     judge_app.command("validate")(judge_validate_command)

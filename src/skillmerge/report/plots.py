@@ -1,0 +1,137 @@
+"""The report's figures (matplotlib, Agg backend): PNG bytes, saved beside report.md and embedded in the HTML.
+
+- trade-off: general (x) vs skill score (y) per skill; PTM lines follow the ω sweep (one line per merge method
+  and size), RT / CFT lines follow the data sizes; θ_G a star; the Pareto front a dashed step line.
+- cost: total training FLOPs per method on a log axis (θ_D for PTM; θ_G shown for scale).
+- size: the skill score vs data size per method (PTM: the best ω at each size).
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; must precede pyplot
+import matplotlib.pyplot as plt
+
+from skillmerge.report.results import EvalRow, Results
+from skillmerge.report.tables import best, pareto_front, skill_points, training_totals
+
+COLORS = {
+    "rt": "tab:red",
+    "cft": "tab:blue",
+    "cft_replay": "tab:cyan",
+    "ptm": "tab:green",
+    "general": "black",
+}
+RECIPE_LABELS = {
+    "general": "θ_G (shared)",
+    "rt": "RT",
+    "cft": "CFT",
+    "cft_replay": "CFT+replay",
+    "skill": "PTM (θ_D)",
+}
+
+
+def _png(figure: plt.Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _grid(count: int) -> tuple[plt.Figure, list[plt.Axes]]:
+    figure, axes = plt.subplots(1, max(count, 1), figsize=(5 * max(count, 1), 4), squeeze=False)
+    return figure, list(axes[0])
+
+
+def tradeoff_plot(results: Results) -> bytes:
+    skills = sorted(results.skill_scores)
+    figure, axes = _grid(len(skills))
+    for axis, skill in zip(axes, skills, strict=False):
+        score = results.skill_scores[skill]
+        rows = [r for r in results.test_rows() if r.skill == skill and r.method != "multi_skill"]
+        lines: dict[tuple[str, str], list[EvalRow]] = defaultdict(list)
+        for row in rows:  # PTM: one line per merge method and size (the ω sweep); others: across sizes
+            lines[(row.method, row.size or "") if row.family == "ptm" else (row.method, "")].append(row)
+        for (method, size), members in sorted(lines.items()):
+            key = (lambda r: r.omega or 0.0) if method.startswith("ptm") else (lambda r: r.size_value or 0.0)
+            members = sorted(members, key=key)
+            points = [(r.score("general"), r.score(score)) for r in members]
+            points = [(g, s) for g, s in points if g is not None and s is not None]
+            if points:
+                label = f"{method} {size}".strip()
+                color = COLORS.get(method.split(":")[0], "gray")
+                axis.plot(*zip(*points, strict=True), marker="o", label=label, color=color, alpha=0.8)
+        general = results.general()
+        if general is not None and general.score("general") is not None and general.score(score) is not None:
+            axis.plot(general.score("general"), general.score(score), "k*", markersize=14, label="θ_G")
+        points = skill_points(results, skill)
+        front_ids = pareto_front(points)
+        front = [(g, s) for i, g, s in sorted(points, key=lambda p: p[1]) if i in front_ids]
+        if front:
+            axis.step(
+                *zip(*front, strict=True), where="post", linestyle="--", color="gray", label="Pareto front"
+            )
+            axis.scatter(*zip(*front, strict=True), facecolors="none", edgecolors="black", s=120)
+        axis.set_xlabel("general score")
+        axis.set_ylabel(f"{skill} score ({score})")
+        axis.set_title(f"{skill}: general vs skill")
+        axis.legend(fontsize=7)
+    return _png(figure)
+
+
+def cost_plot(results: Results) -> bytes:
+    totals = training_totals(results)
+    recipes = [r for r in ("general", "rt", "cft", "cft_replay", "skill") if totals.get(r, {}).get("flops")]
+    figure, (axis,) = _grid(1)
+    values = [totals[r]["flops"] for r in recipes]
+    axis.bar(
+        [RECIPE_LABELS[r] for r in recipes],
+        values,
+        color=["gray", "tab:red", "tab:blue", "tab:cyan", "tab:green"][: len(recipes)],
+    )
+    if values:
+        axis.set_yscale("log")
+    axis.set_ylabel("training FLOPs (Σ over runs, log)")
+    axis.set_title("Training cost per method")
+    return _png(figure)
+
+
+def size_plot(results: Results) -> bytes:
+    skills = sorted(results.skill_scores)
+    figure, axes = _grid(len(skills))
+    for axis, skill in zip(axes, skills, strict=False):
+        score = results.skill_scores[skill]
+        rows = [r for r in results.test_rows() if r.skill == skill and r.size_value is not None]
+        families = sorted({r.family for r in rows})
+        for family in families:
+            sizes = sorted({r.size_value for r in rows if r.family == family})  # type: ignore[type-var]
+            points = []
+            for size in sizes:
+                pick = best([r for r in rows if r.family == family and r.size_value == size], score)
+                if pick is not None:
+                    points.append((size, pick.score(score)))
+            if points:
+                axis.plot(
+                    *zip(*points, strict=True), marker="o", label=family, color=COLORS.get(family, "gray")
+                )
+        general = results.general()
+        if general is not None and general.score(score) is not None:
+            axis.axhline(general.score(score), color="black", linestyle=":", label="θ_G")
+        axis.set_xlabel("data size")
+        axis.set_ylabel(f"{skill} score ({score})")
+        axis.set_title(f"{skill}: score vs data size")
+        axis.legend(fontsize=7)
+    return _png(figure)
+
+
+def all_plots(results: Results) -> dict[str, bytes]:
+    """``{file name: PNG bytes}``."""
+    return {
+        "tradeoff.png": tradeoff_plot(results),
+        "cost.png": cost_plot(results),
+        "size.png": size_plot(results),
+    }

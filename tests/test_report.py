@@ -1,0 +1,177 @@
+"""The report on a hand-written run directory (the runner's layout, no training): picks, %, cost, Pareto."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from skillmerge.cli import run_cli
+from skillmerge.report import load_results, run
+from skillmerge.report.results import collect
+from skillmerge.report.tables import cost_ratios, interference_data, pareto_fronts, skill_table_data
+
+SKILL = "coding"  # a score name: the report measures the skill by the `coding` score
+ZERO_COST = {"optimizer_steps": 0, "tokens": 0, "flops": 0.0, "wall_seconds": 0.0}
+
+
+def _write(run_dir: Path, step_id: str, name: str, value: dict) -> None:
+    folder = run_dir / "steps" / f"{step_id.replace('/', '--')}.{'0' * 16}"
+    folder.mkdir(parents=True)
+    (folder / name).write_text(json.dumps(value))
+
+
+def _train(run_dir: Path, step_id: str, steps: int, flops: float, wall: float) -> None:
+    cost = {"optimizer_steps": steps, "tokens": steps * 100, "flops": flops, "wall_seconds": wall}
+    recipe = step_id.split("/")[1]
+    manifest = {"id": step_id, "kind": "train", "key": "0" * 64, "config": {"recipe": recipe}, "deps": []}
+    _write(run_dir, step_id, "manifest.json", {**manifest, "seconds": wall, "result": {"cost": cost}})
+
+
+def _eval(run_dir: Path, step_id: str, model: str | None, general: float, skill: float) -> None:
+    scores = {"general": general, SKILL: skill, "safety": 40.0, "exaggerated_refusal": 80.0, "science": None}
+    manifest = {"id": step_id, "kind": "eval", "key": "0" * 64, "config": {"split": "test"}}
+    manifest.update(deps=[model] if model else [], seconds=1.0, result={"scores": scores})
+    _write(run_dir, step_id, "manifest.json", manifest)
+
+
+@pytest.fixture
+def fake_run(tmp_path: Path) -> Path:
+    """θ_G; rt and cft at cap10/cap20; PTM (θ_D at cap20) at ω 0.5, 1, 1.5; cft_replay failed."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"spec": "fake", "eval_limit": None}))
+    _eval(run_dir, "eval/general", None, 50.0, 20.0)
+    for method, flops, points in (
+        ("rt", 100.0, {10: (48.0, 30.0), 20: (46.0, 35.0)}),
+        ("cft", 20.0, {10: (45.0, 33.0), 20: (40.0, 38.0)}),
+    ):
+        for size, (general, skill) in points.items():
+            tag = f"{SKILL}/cap{size}/seed0"
+            _train(run_dir, f"train/{method}/{tag}", size, flops * size / 10, wall=float(size))
+            _eval(run_dir, f"eval/{method}/{tag}", f"train/{method}/{tag}", general, skill)
+    theta_d = f"train/skill/{SKILL}/cap20/seed0"
+    _train(run_dir, theta_d, 20, 30.0, wall=3.0)
+    # ω 1 and 1.5 tie on the skill score: the higher general score (ω 1) must win.
+    for omega, general, skill in ((0.5, 49.0, 28.0), (1.0, 47.0, 36.0), (1.5, 42.0, 36.0)):
+        merge_id = f"merge/ptm/task_arithmetic/{SKILL}/cap20/seed0/w{omega:g}"
+        manifest = {"id": merge_id, "kind": "merge", "config": {"omega": omega}, "deps": [theta_d]}
+        _write(
+            run_dir, merge_id, "manifest.json", {**manifest, "seconds": 1.0, "result": {"omegas": [omega]}}
+        )
+        _eval(run_dir, merge_id.replace("merge/", "eval/", 1), merge_id, general, skill)
+    # A validation evaluation with a huge skill score: must never be picked as "best".
+    _eval(run_dir, f"eval-validation/ptm/task_arithmetic/{SKILL}/cap20/seed0/w0.5", None, 99.0, 99.0)
+    failed = f"train/cft_replay/{SKILL}/cap20/seed0"
+    error = {"id": failed, "type": "UsageError", "message": "loss diverged\nmore", "traceback": []}
+    _write(run_dir, failed, "error.json", error)
+    return run_dir
+
+
+def test_best_picks_and_percent_change_vs_theta_g(fake_run: Path) -> None:
+    table = {row["label"]: row for row in skill_table_data(collect(fake_run), SKILL)}
+    assert table["θ_G"]["general"] == 50.0 and table["θ_G"]["skill"] == 20.0
+    assert table["best RT"]["id"] == f"eval/rt/{SKILL}/cap20/seed0"
+    assert table["best CFT"]["id"] == f"eval/cft/{SKILL}/cap20/seed0"
+    ptm = table["best PTM"]
+    assert ptm["id"] == f"eval/ptm/task_arithmetic/{SKILL}/cap20/seed0/w1" and ptm["omega"] == 1.0
+    assert ptm["general_pct"] == pytest.approx(100 * (47 - 50) / 50)  # -6 %
+    assert ptm["skill_pct"] == pytest.approx(100 * (36 - 20) / 20)  # +80 %
+    assert table["best CFT"]["skill_pct"] == pytest.approx(90.0)
+    assert table["best CFT"]["general_pct"] == pytest.approx(-20.0)
+    # PTM cost = θ_D training (20 steps, 30 FLOPs, 3 s) + the merge's 1 s wall time.
+    assert ptm["cost"] == {"optimizer_steps": 20, "tokens": 2000, "flops": 30.0, "wall_seconds": 4.0}
+    assert table["best RT"]["cost"]["flops"] == 200.0
+
+
+def test_cost_ratio_is_total_theta_d_flops_over_rt_and_cft(fake_run: Path) -> None:
+    # Σ θ_D = 30; Σ RT = 100 + 200; Σ CFT = 20 + 40.
+    ratios = cost_ratios(collect(fake_run))
+    assert ratios["ptm_over_rt"] == pytest.approx(30 / 300)
+    assert ratios["ptm_over_cft"] == pytest.approx(30 / 60)
+    report = run(fake_run)
+    first_lines = (report / "report.md").read_text().splitlines()[:3]
+    assert "**PTM costs 0.10× RT and 0.50× CFT in training FLOPs" in first_lines[2]
+
+
+def test_pareto_front_keeps_only_undominated_points(fake_run: Path) -> None:
+    front = pareto_fronts(collect(fake_run))[SKILL]
+    # (general, skill): cft20 (40,38), ptm ω1 (47,36), rt10 (48,30), ptm ω0.5 (49,28), θ_G (50,20);
+    # rt20 (46,35), cft10 (45,33) and ptm ω1.5 (42,36) are all beaten by ptm ω1 (47,36).
+    assert front == [
+        f"eval/cft/{SKILL}/cap20/seed0",
+        f"eval/ptm/task_arithmetic/{SKILL}/cap20/seed0/w1",
+        f"eval/rt/{SKILL}/cap10/seed0",
+        f"eval/ptm/task_arithmetic/{SKILL}/cap20/seed0/w0.5",
+        "eval/general",
+    ]
+
+
+def test_failed_step_is_marked_missing_with_a_footnote(fake_run: Path) -> None:
+    failed = f"train/cft_replay/{SKILL}/cap20/seed0"
+    table = {row["label"]: row for row in skill_table_data(collect(fake_run), SKILL)}
+    assert table["best CFT+replay"]["id"] is None
+    assert table["best CFT+replay"]["missing_because"] == [failed]
+    markdown = (run(fake_run) / "report.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("| best CFT+replay"))
+    assert row.startswith("| best CFT+replay* | —") and row.count("—") == 10
+    assert f"* best CFT+replay: missing — failed/blocked by {failed}" in markdown
+    assert f"| {failed} | UsageError | loss diverged |" in markdown
+
+
+def test_plots_are_saved_and_embedded_in_the_html(fake_run: Path, tmp_path: Path) -> None:
+    out = run(fake_run, out=tmp_path / "elsewhere")
+    assert out == tmp_path / "elsewhere" and not (fake_run / "report").exists()
+    page = (out / "report.html").read_text()
+    for name in ("tradeoff.png", "cost.png", "size.png"):
+        png = (out / name).read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+        assert f"src='data:image/png;base64,{base64.b64encode(png).decode()}'" in page
+        assert f"![{name}]({name})" in (out / "report.md").read_text()
+
+
+def test_results_json_round_trips_and_rerun_replaces_the_report(fake_run: Path) -> None:
+    out = run(fake_run)
+    assert load_results(out / "results.json") == collect(fake_run)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["results"]["skill_scores"] == {SKILL: "coding"}
+    labels = [row["label"] for row in saved["skill_tables"][SKILL]]
+    assert labels == ["θ_G", "best CFT", "best CFT+replay", "best RT", "best PTM"]
+    assert run(fake_run) == out  # a second report replaces the first instead of refusing
+
+
+def test_report_command_on_a_missing_run_dir_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run_cli(["report", str(tmp_path / "nope")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines() == [f"error: {tmp_path / 'nope'}: run directory does not exist"]
+
+
+def test_pair_merge_interference_is_score_in_pair_minus_best_single_merge(fake_run: Path) -> None:
+    theta_d = "train/skill/safety/cap20/seed0"
+    _train(fake_run, theta_d, 10, 15.0, wall=1.0)
+    merge_id = "merge/ptm/task_arithmetic/safety/cap20/seed0/w1"
+    _write(fake_run, merge_id, "manifest.json", {"id": merge_id, "kind": "merge", "deps": [theta_d]})
+    _eval(fake_run, merge_id.replace("merge/", "eval/", 1), merge_id, 45.0, 10.0)  # safety score: 40
+    pair = "merge/multi/task_arithmetic/coding+safety/heuristic"
+    deps = [f"train/skill/{SKILL}/cap20/seed0", theta_d]
+    _write(fake_run, pair, "manifest.json", {"id": pair, "kind": "merge", "deps": deps, "seconds": 2.0})
+    _eval(fake_run, pair.replace("merge/", "eval/", 1), pair, 44.0, 31.0)  # coding 31, safety 40
+
+    results = collect(fake_run)
+    assert results.skill_scores == {SKILL: "coding", "safety": "safety"}
+    multi = next(r for r in results.evals if r.method == "multi_skill")
+    assert multi.cost is not None and multi.cost.flops == 45.0 and multi.cost.wall_seconds == 6.0
+    rows = {row["skill"]: row for row in interference_data(results)}
+    assert rows[SKILL]["alone"] == 36.0 and rows[SKILL]["delta"] == pytest.approx(31.0 - 36.0)
+    assert rows["safety"]["alone_id"] == "eval/ptm/task_arithmetic/safety/cap20/seed0/w1"
+    assert rows["safety"]["delta"] == 0.0
+    markdown = (run(fake_run) / "report.md").read_text()
+    assert (
+        "| coding+safety | task_arithmetic (heuristic) | coding (coding) | 31.0 | 36.0 | -5.0 |" in markdown
+    )
+    assert "| all-skills task_arithmetic (heuristic) | 44.0 | 31.0 | 40.0 |" in markdown
