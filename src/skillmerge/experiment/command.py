@@ -22,15 +22,20 @@ def run_command(
     ] = None,
     eval_limit: Annotated[
         int | None,
-        typer.Option("--eval-limit", min=1, help="At most this many items per suite (quick runs)."),
+        typer.Option(
+            "--eval-limit", min=1, help="At most this many items per suite (overrides the spec's eval.limit)."
+        ),
     ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Processes for merge and eval steps (training stays one).")
+    ] = 1,
 ) -> None:
     """Run an experiment: train, merge and evaluate every step of SPEC, skipping finished ones."""
     from skillmerge.experiment.runner import run_experiment
 
     run_dir = out if out is not None else Path("runs") / spec.stem
     summary = run_experiment(
-        spec, run_dir, dry_run=dry_run, only=only, eval_limit=eval_limit, echo=typer.echo
+        spec, run_dir, dry_run=dry_run, only=only, eval_limit=eval_limit, workers=workers, echo=typer.echo
     )
     if not dry_run and not summary.ok:
         failed = [o.id for o in summary.outcomes if o.outcome == "failed"]

@@ -28,6 +28,15 @@ from skillmerge.experiment.spec import ExperimentSpec, Skill
 
 KINDS = ("data", "train", "merge", "eval")
 CHARS_PER_TOKEN = 4.0  # plan-time token estimate without a tokenizer (a common English rule of thumb)
+# Parameter counts of hub models a spec may name, so an offline dry run can still estimate FLOPs for them
+# (counted from each model's published config with :func:`model_params`' formula).
+HUB_PARAMS: dict[str, int] = {
+    "meta-llama/Llama-2-7b-hf": 6_738_415_616,
+    "meta-llama/Llama-2-13b-hf": 13_015_864_320,
+    "meta-llama/Meta-Llama-3-8B": 8_030_261_248,
+    "meta-llama/Llama-3.1-8B": 8_030_261_248,
+    "HuggingFaceTB/SmolLM2-135M": 134_515_008,
+}
 
 
 @dataclass(frozen=True)
@@ -67,8 +76,15 @@ def step_key(kind: str, config: dict[str, Any], inputs: dict[str, str], dep_keys
 
 
 def fingerprint_input(path: str, field_name: str) -> InputRef:
-    """A data file's sha256, a model directory's weights fingerprint, or a ``hub:`` spec's own text."""
+    """A data file's sha256, a model directory's weights fingerprint, or a ``hub:`` reference's own text.
+
+    ``hub:ID[@REVISION]`` is fingerprinted by its text alone (nothing is downloaded at plan time): pin a
+    revision for a key that changes exactly when the hub content does.
+    """
     if path.startswith("hub:"):
+        hub_id = path.removeprefix("hub:")
+        if not hub_id or hub_id.startswith("@") or " " in hub_id:
+            raise UsageError(f"{field_name}: {path!r} is not a hub reference (hub:OWNER/NAME[@REVISION])")
         return InputRef(path, "hub:" + hashlib.sha256(path.encode()).hexdigest())
     target = Path(path)
     if target.is_file():
@@ -117,8 +133,13 @@ class _Graph:
         return step.id
 
 
-def expand(spec: ExperimentSpec) -> list[Step]:
-    """All steps of ``spec`` in topological order; inputs are fingerprinted (missing ones refused)."""
+def expand(spec: ExperimentSpec, eval_limit: int | None = None) -> list[Step]:
+    """All steps of ``spec`` in topological order; inputs are fingerprinted (missing ones refused).
+
+    ``eval_limit`` (the ``--eval-limit`` override, else the spec's ``eval.limit``) goes into every eval step's
+    config, so runs with different limits have different keys and can share a run directory.
+    """
+    limit = eval_limit if eval_limit is not None else spec.eval_limit
     graph = _Graph()
     base = fingerprint_input(spec.models.base, "models.base")
     graph.base = base
@@ -163,7 +184,8 @@ def expand(spec: ExperimentSpec) -> list[Step]:
     def evaluate(model_step: str | None, label: str) -> str:
         deps = (model_step,) if model_step else ()
         inputs = {} if model_step else dict(general_inputs)
-        return graph.add(Step(f"eval/{label}", "eval", {"split": "test", "suites": suites}, deps, inputs))
+        config = {"split": "test", "suites": suites, "limit": limit}
+        return graph.add(Step(f"eval/{label}", "eval", config, deps, inputs))
 
     evaluate(general_model, "general")
     if spec.needs_validation:
@@ -171,7 +193,7 @@ def expand(spec: ExperimentSpec) -> list[Step]:
             Step(
                 "eval-validation/general",
                 "eval",
-                {"split": "validation", "suites": general_suites},
+                {"split": "validation", "suites": general_suites, "limit": limit},
                 deps=(general_model,) if general_model else (),
                 inputs={} if general_model else dict(general_inputs),
             )
@@ -229,7 +251,9 @@ def expand(spec: ExperimentSpec) -> list[Step]:
                     if seed == seed0:
                         skill_models[skill.name] = skill_model  # sizes ascend: the last one is the largest
                     if "ptm" in spec.methods:
-                        _ptm_sweep(spec, graph, skill, tag, skill_model, from_general, evaluate, val_inputs)
+                        _ptm_sweep(
+                            spec, graph, skill, tag, skill_model, from_general, evaluate, val_inputs, limit
+                        )
 
     if "multi_skill" in spec.methods:
         names = [s.name for s in spec.data.skills]
@@ -246,6 +270,7 @@ def expand(spec: ExperimentSpec) -> list[Step]:
                         "skills": list(group),
                         "omega_rule": rule,
                         "epsilon": spec.selection.epsilon,
+                        "parameters": spec.merge.parameters_for(method),
                     }
                     merged_id = f"merge/multi/{method}/{'+'.join(group)}/{rule}"
                     step = from_general(merged_id, "merge", config, tuple(deps), {"base": base})
@@ -265,12 +290,18 @@ def _ptm_sweep(
     from_general: Callable[..., str],
     evaluate: Callable[[str | None, str], str],
     val_inputs: dict[str, InputRef],
+    limit: int | None,
 ) -> None:
     """θ_G + ω·τ_D for every merge method and ω; each merged model is evaluated (and validated)."""
     for method in spec.merge.methods:
         for omega in spec.merge.omega_values():
             merged_id = f"merge/ptm/{method}/{tag}/w{omega:g}"
-            config = {"merge": method, "omega": omega, "formula": "theta_G + omega * (theta_D - theta_base)"}
+            config = {
+                "merge": method,
+                "omega": omega,
+                "formula": "theta_G + omega * (theta_D - theta_base)",
+                "parameters": spec.merge.parameters_for(method),
+            }
             merged = from_general(merged_id, "merge", config, (skill_model,), {"base": graph.base})
             evaluate(merged, merged_id.removeprefix("merge/"))
             if spec.needs_validation:
@@ -282,6 +313,7 @@ def _ptm_sweep(
                             "split": "validation",
                             "skill": skill.name,
                             "suites": spec.eval[skill.score] + [s for s in spec.eval["general"]],
+                            "limit": limit,
                         },
                         deps=(merged,),
                         inputs=val_inputs,
@@ -394,11 +426,15 @@ def _scan_jsonl(path: str) -> tuple[dict[str, int], int] | None:
 def model_params(model_dir: str | None) -> int | None:
     """Parameters of a Llama-style model from its ``config.json`` (``None`` when absent or not Llama-like).
 
+    A ``hub:`` reference is looked up in :data:`HUB_PARAMS` (``None`` when not listed).
+
     ``N = V·d·(1 if tied else 2) + L·(2·d² + 2·d·h_kv·d_h + 3·d·f + 2·d) + d`` with d hidden size,
     f intermediate size, h_kv KV heads of size d_h = d / heads.
     """
-    if model_dir is None or model_dir.startswith("hub:"):
+    if model_dir is None:
         return None
+    if model_dir.startswith("hub:"):  # known size or unknown: a dry run never downloads a config
+        return HUB_PARAMS.get(model_dir.removeprefix("hub:").split("@", 1)[0])
     path = Path(model_dir) / "config.json"
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -440,7 +476,10 @@ def plan_text(steps: list[Step]) -> str:
     counts = {k: sum(s.kind == k for s in steps) for k in KINDS}
     summary = ", ".join(f"{n} {k}" for k, n in counts.items())
     tail = " (some unknown)" if unknown else ""
-    cost = f"training ≈ {_num(total_tokens)} tokens, {_num(total_flops)} FLOPs{tail}"
+    # Totals over nothing known are unknown, not zero (e.g. a plan over hub data only).
+    tokens = _num(total_tokens if total_tokens or not unknown else None)
+    flops = _num(total_flops if total_flops or not unknown else None)
+    cost = f"training ≈ {tokens} tokens, {flops} FLOPs{tail}"
     lines.append(f"{len(steps)} steps ({summary}); {cost}")
     return "\n".join(lines)
 

@@ -9,16 +9,25 @@ For each step (directory ``RUN_DIR/steps/<id>.<key16>``, see :mod:`skillmerge.ex
   and the run goes on with the steps that do not depend on it.
 
 Running the same spec again retries failed steps and continues pending ones. ``RUN_DIR/run.json`` records the
-spec name and evaluation limit; a run directory of another spec (or limit) is refused.
+spec name; a run directory of another spec is refused. The evaluation limit is part of every eval step's key,
+so runs with different limits share a directory without mixing results.
+
+With ``workers > 1`` merge and eval steps whose dependencies are all finished run concurrently in worker
+processes (spawned, so no CUDA or thread state is inherited); data and train steps stay in this process, one
+at a time (training takes every core, or the accelerate launcher's processes). A step's outcome, directory,
+manifest and error record are the same whichever process ran it.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import multiprocessing
+import os
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +42,7 @@ from skillmerge.experiment.status import dir_state, step_dir
 Outcome = Literal["cached", "ran", "failed", "blocked", "pending"]
 RUN_FILE = "run.json"
 TRACEBACK_LINES = 30
+PARALLEL_KINDS = ("merge", "eval")  # steps a worker process may run (training stays in the main process)
 
 
 @dataclass
@@ -75,18 +85,22 @@ def run_experiment(
     dry_run: bool = False,
     only: str | None = None,
     eval_limit: int | None = None,
+    workers: int = 1,
     echo: Callable[[str], None] = print,
 ) -> RunSummary:
     """Run ``spec`` (a validated spec or a YAML path) into ``run_dir``; see the module docstring.
 
     ``only``: a glob on step ids (or an id prefix) — those steps and what they need run, nothing else.
     ``dry_run`` prints the plan with estimated cost and each step's state, and writes nothing.
-    ``eval_limit`` caps the items of every suite (quick runs). Everything is validated before any work.
+    ``eval_limit`` caps the items of every suite (overrides the spec's ``eval.limit``; in the eval keys).
+    ``workers``: processes for merge and eval steps. Everything is validated before any work.
     """
+    if workers < 1:
+        raise UsageError(f"--workers must be ≥ 1, got {workers}")
     if not isinstance(spec, ExperimentSpec):
         spec = load_spec(spec)
     run_dir = Path(run_dir)
-    planned = expand(spec)
+    planned = expand(spec, eval_limit)
     selected = _select(planned, only)
     summary = RunSummary(run_dir)
     if dry_run:
@@ -99,18 +113,89 @@ def run_experiment(
         echo(f"dry run: nothing written; {summary.text()}")
         return summary
 
-    _claim(run_dir, spec, eval_limit)
-    ctx = step_kinds.StepContext(spec, {s.id: s for s in planned}, run_dir, eval_limit)
-    broken: set[str] = set()  # failed or blocked step ids
-    for index, step in enumerate(selected, 1):
-        outcome = _run_step(step, ctx, broken)
-        if outcome.outcome in ("failed", "blocked"):
-            broken.add(step.id)
+    _claim(run_dir, spec)
+    ctx = step_kinds.StepContext(spec, {s.id: s for s in planned}, run_dir)
+
+    def record(outcome: StepOutcome) -> None:
         summary.outcomes.append(outcome)
-        line = f"[{index}/{len(selected)}] {outcome.outcome:<7} {step.id} ({outcome.seconds:.1f}s)"
+        line = f"[{len(summary.outcomes)}/{len(selected)}] {outcome.outcome:<7} {outcome.id}"
+        line += f" ({outcome.seconds:.1f}s)"
         echo(line + (f": {outcome.error}" if outcome.error else ""))
+
+    if workers == 1:
+        broken: set[str] = set()  # failed or blocked step ids
+        for step in selected:
+            outcome = _run_step(step, ctx, broken)
+            if outcome.outcome in ("failed", "blocked"):
+                broken.add(step.id)
+            record(outcome)
+    else:
+        _run_parallel(selected, ctx, workers, record)
     echo(summary.text())
     return summary
+
+
+def _run_parallel(
+    selected: list[Step], ctx: step_kinds.StepContext, workers: int, record: Callable[[StepOutcome], None]
+) -> None:
+    """Run ready merge/eval steps in a process pool, everything else here; same outcomes as sequentially.
+
+    A step is ready when each dependency has an outcome. Cached and blocked steps are decided here at once;
+    a ready merge/eval step goes to the pool; a ready data/train step runs here (one per pass, after the
+    pool has been given everything ready, so the workers keep busy while it trains).
+    """
+    waiting = list(selected)
+    finished: dict[str, Outcome] = {}
+    running: dict[Future[StepOutcome], Step] = {}
+
+    def finish(outcome: StepOutcome) -> None:
+        finished[outcome.id] = outcome.outcome
+        record(outcome)
+
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_init, initargs=(threads,)
+    ) as pool:
+        while waiting or running:
+            local: Step | None = None
+            for step in list(waiting):
+                if any(dep not in finished for dep in step.deps):
+                    continue
+                broken = {dep for dep in step.deps if finished[dep] in ("failed", "blocked")}
+                if broken or dir_state(step_dir(ctx.run_dir, step)) == "done":
+                    waiting.remove(step)
+                    finish(_run_step(step, ctx, broken))  # blocked or cached: nothing runs
+                elif step.kind in PARALLEL_KINDS:
+                    waiting.remove(step)
+                    running[pool.submit(_run_in_worker, step, ctx)] = step
+                elif local is None:
+                    local = step
+            if local is not None:
+                waiting.remove(local)
+                finish(_run_step(local, ctx, set()))
+            elif running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    step = running.pop(future)
+                    try:
+                        finish(future.result())
+                    except Exception as err:  # the worker process died; the step's own errors are recorded
+                        finish(
+                            StepOutcome(step.id, step.kind, "failed", error=f"{type(err).__name__}: {err}")
+                        )
+            elif waiting:
+                raise ValueError(f"step {waiting[0].id} waits on a step outside the plan")  # a bug in _select
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)  # workers share the cores instead of each taking all of them
+
+
+def _run_in_worker(step: Step, ctx: step_kinds.StepContext) -> StepOutcome:
+    return _run_step(step, ctx, set())
 
 
 def _run_step(step: Step, ctx: step_kinds.StepContext, broken: set[str]) -> StepOutcome:
@@ -188,16 +273,16 @@ def _select(steps: list[Step], only: str | None) -> list[Step]:
     return [s for s in steps if s.id in needed]
 
 
-def _claim(run_dir: Path, spec: ExperimentSpec, eval_limit: int | None) -> None:
-    """Write ``run.json`` for a new run; refuse a run directory made by another spec or eval limit."""
-    record = {"spec": spec.name, "eval_limit": eval_limit}
+def _claim(run_dir: Path, spec: ExperimentSpec) -> None:
+    """Write ``run.json`` for a new run; refuse a run directory made by another spec."""
+    record = {"spec": spec.name}
     path = run_dir / RUN_FILE
     if path.is_file():
         try:
             existing = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             raise UsageError(f"{path}: not valid JSON; is this a skillmerge run directory?") from None
-        if existing != record:
+        if not isinstance(existing, dict) or existing.get("spec") != record["spec"]:
             raise UsageError(
                 f"{run_dir}: holds a run of {existing} but this is {record}; "
                 "choose another --out or remove that directory"

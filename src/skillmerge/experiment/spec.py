@@ -19,14 +19,22 @@
     merge:
       methods: [task_arithmetic]
       omegas: {start: 0.1, stop: 1.0, step: 0.1}     # or an explicit list
+      parameters: {ties: {density: 0.5}}             # per method, over DEFAULT_MERGE_PARAMETERS
     selection: {rules: [heuristic, validation], epsilon: 0.05}
     training:
       default: {preset: cpu-small}        # under every kind below
       skill: {lr: 2.0e-4}                 # kinds: general, rt, cft, cft_replay, skill (θ_D for PTM)
+      launcher: {accelerate_config: ../configs/accelerate/ddp.yaml, num_processes: 4}   # default: in-process
     eval:
+      limit: 200                          # at most this many items per suite (in every eval step's key)
       general: [general]
       safety: [safety]
       exaggerated_refusal: [xstest]
+
+``training.launcher`` and ``eval.limit`` are lifted out of their sections into :attr:`ExperimentSpec.launcher`
+and :attr:`ExperimentSpec.eval_limit` (the other keys of those sections are model kinds and scores). How a
+training step is launched is not part of any cache key: the recipe fixes the effective batch, so one process
+and N processes train the same trajectory (up to float summation order).
 
 Relative paths are resolved against the spec file's directory (``hub:`` sources are kept as written).
 :func:`load_spec` validates everything that needs no file content; missing inputs are refused when the DAG
@@ -48,6 +56,15 @@ from skillmerge.errors import UsageError
 METHODS = ("rt", "cft", "cft_replay", "ptm", "multi_skill")
 MERGE_METHODS = ("task_arithmetic", "linear", "wise_ft", "ties", "dare_ties")
 TRAIN_KINDS = ("general", "rt", "cft", "cft_replay", "skill")
+# PTM's defaults per merge method, under the spec's ``merge.parameters``. TIES/DARE keep half of each task
+# vector; normalize is off so the result stays θ_G + ω·τ_D (normalizing would divide by 1 + ω).
+DEFAULT_MERGE_PARAMETERS: dict[str, dict[str, Any]] = {
+    "task_arithmetic": {},
+    "linear": {"normalize": True},
+    "wise_ft": {},
+    "ties": {"normalize": False, "density": 0.5},
+    "dare_ties": {"normalize": False, "density": 0.5},
+}
 OMEGA_MIN, OMEGA_MAX = 0.0, 2.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -167,6 +184,19 @@ class Merge(BaseModel):
         default_factory=lambda: ["task_arithmetic"], min_length=1
     )
     omegas: list[float] | OmegaRange = Field(default_factory=OmegaRange)
+    parameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("parameters")
+    @classmethod
+    def _known_methods(cls, parameters: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for method in parameters:
+            if method not in MERGE_METHODS:
+                raise ValueError(f"unknown merge method {method!r} (known: {', '.join(MERGE_METHODS)})")
+        return parameters
+
+    def parameters_for(self, method: str) -> dict[str, Any]:
+        """``method``'s merge parameters: the defaults updated by the spec's ``merge.parameters``."""
+        return {**DEFAULT_MERGE_PARAMETERS[method], **self.parameters.get(method, {})}
 
     @field_validator("omegas")
     @classmethod
@@ -196,6 +226,21 @@ class Selection(BaseModel):
     epsilon: float = Field(0.05, ge=0.0, lt=1.0)
 
 
+class Launcher(BaseModel):
+    """How training steps run: in this process (no accelerate config) or as ``accelerate launch`` children."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accelerate_config: str | None = None
+    num_processes: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _processes_need_a_config(self) -> Launcher:
+        if self.num_processes is not None and self.accelerate_config is None:
+            raise ValueError("num_processes needs an accelerate_config (in-process training is one process)")
+        return self
+
+
 class ExperimentSpec(BaseModel):
     """A validated experiment; see the module docstring for the YAML form."""
 
@@ -210,6 +255,28 @@ class ExperimentSpec(BaseModel):
     selection: Selection = Field(default_factory=Selection)
     training: dict[str, dict[str, Any]] = Field(default_factory=dict)
     eval: dict[str, list[str]] = Field(min_length=1)
+    eval_limit: int | None = Field(None, ge=1)  # YAML: eval.limit
+    launcher: Launcher = Field(default_factory=Launcher)  # YAML: training.launcher
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_section_options(cls, raw: Any) -> Any:
+        # eval.limit and training.launcher sit with the scores / model kinds in YAML; they are options, not
+        # entries, so they move to their own fields before the sections are validated.
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        for section, key, field_name in (
+            ("eval", "limit", "eval_limit"),
+            ("training", "launcher", "launcher"),
+        ):
+            value = raw.get(section)
+            if isinstance(value, dict) and key in value:
+                if field_name in raw:
+                    raise ValueError(f"give {section}.{key} or {field_name}, not both")
+                raw[section] = {k: v for k, v in value.items() if k != key}
+                raw[field_name] = value[key]
+        return raw
 
     @field_validator("seeds")
     @classmethod
@@ -261,7 +328,25 @@ class ExperimentSpec(BaseModel):
         self.train_fields("general")  # every recipe must validate now, not mid-run
         for kind in TRAIN_KINDS:
             self.train_fields(kind)
+        self._check_merge_parameters()
         return self
+
+    def _check_merge_parameters(self) -> None:
+        """Each merge method's parameters as the merge stage validates them (a symbolic recipe, no files)."""
+        from skillmerge.experiment.steps import merge_recipe
+        from skillmerge.merge.config import config_from_dict
+
+        for method in self.merge.methods:
+            recipe = merge_recipe(
+                method, "<base>", "<general>", ["<skill>"], [0.5], self.merge.parameters_for(method)
+            )
+            try:
+                config_from_dict(recipe, f"merge.parameters.{method}")
+            except UsageError as err:
+                raise ValueError(str(err)) from None
+        unused = sorted(set(self.merge.parameters) - set(self.merge.methods))
+        if unused:
+            raise ValueError(f"merge.parameters: {unused[0]!r} is not in merge.methods")
 
     @property
     def needs_validation(self) -> bool:
@@ -310,7 +395,9 @@ class ExperimentSpec(BaseModel):
             }
         )
         data = self.data.model_copy(update={"general": [fix(p) for p in self.data.general], "skills": skills})
-        return self.model_copy(update={"models": models, "data": data})
+        config = self.launcher.accelerate_config
+        launcher = self.launcher.model_copy(update={"accelerate_config": fix(config) if config else None})
+        return self.model_copy(update={"models": models, "data": data, "launcher": launcher})
 
 
 def spec_from_dict(raw: Any, source: str | Path = "<spec>") -> ExperimentSpec:
@@ -327,4 +414,8 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     """Read and validate a spec YAML; relative paths are resolved against the file's directory."""
     path = Path(path)
     spec = spec_from_dict(read_yaml_mapping(path, "experiment spec"), path)
-    return spec.resolve_paths(path.resolve().parent)
+    spec = spec.resolve_paths(path.resolve().parent)
+    config = spec.launcher.accelerate_config
+    if config is not None and not Path(config).is_file():
+        raise UsageError(f"{path}: training.launcher.accelerate_config: {config} does not exist")
+    return spec

@@ -4,7 +4,8 @@ Every function has the form ``execute(step, ctx, out) -> result`` where ``out`` 
 empty) directory and ``result`` goes into the step's ``manifest.json``. Outputs inside a step directory:
 
 - data:  ``data.jsonl`` (the subset), result ``{"examples": n}``;
-- train: ``model/`` (``skillmerge.train.run``), result: final loss, steps, cost;
+- train: ``model/`` (``skillmerge.train.run`` in-process, or ``accelerate launch ... -m skillmerge train``
+  with ``train.yaml`` and ``launch.log`` beside it when the spec names a launcher), result: loss, steps, cost;
 - merge: ``model/`` (``skillmerge.merge.run``), result: the merge recipe and the ω used;
 - eval:  ``eval/`` (``skillmerge.evaluate.run``), result: the paper's aggregate scores.
 
@@ -15,26 +16,22 @@ Multi-skill merges are ``θ_G + Σ_k ω_k·τ_k`` with ω_k = |D_k|/|G| (heurist
 from __future__ import annotations
 
 import json
+import os
 import random
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skillmerge.errors import UsageError
+from skillmerge.errors import SkillmergeError, UsageError
 from skillmerge.experiment.dag import Step
-from skillmerge.experiment.spec import ExperimentSpec
+from skillmerge.experiment.spec import DEFAULT_MERGE_PARAMETERS, ExperimentSpec, Launcher
 from skillmerge.experiment.status import step_dir
 
-MODEL_DIR, DATA_FILE, EVAL_DIR = "model", "data.jsonl", "eval"
-# The spec has no per-method merge parameters yet: these are the ones PTM uses. TIES/DARE keep half of each
-# task vector; normalize is off so the result stays θ_G + ω·τ_D (normalizing would divide by 1 + ω).
-MERGE_PARAMETERS: dict[str, dict[str, Any]] = {
-    "task_arithmetic": {},
-    "linear": {"normalize": True},
-    "ties": {"normalize": False, "density": 0.5},
-    "dare_ties": {"normalize": False, "density": 0.5},
-}
+MODEL_DIR, DATA_FILE, EVAL_DIR, LAUNCH_LOG = "model", "data.jsonl", "eval", "launch.log"
 
 
 @dataclass
@@ -44,7 +41,6 @@ class StepContext:
     spec: ExperimentSpec
     steps: dict[str, Step]
     run_dir: Path
-    eval_limit: int | None = None
 
     def output(self, step_id: str) -> Path:
         return step_dir(self.run_dir, self.steps[step_id])
@@ -136,8 +132,62 @@ def run_train(step: Step, ctx: StepContext, out: Path) -> dict[str, Any]:
     fields["data"] = {**fields.get("data", {}), "files": [str(f) for f in files]}
     fields.update(model=model, out=str(out / MODEL_DIR), seed=step.config["seed"], progress=False)
     config = build_train_config(fields, where=step.id)
+    if ctx.spec.launcher.accelerate_config is not None:
+        return launch_train(fields, ctx.spec.launcher, out)
     result = train(config)
     return {"final_loss": result.final_loss, "steps": result.steps, "cost": result.cost.to_dict()}
+
+
+def launch_command(config_file: Path, launcher: Launcher, port: int) -> list[str]:
+    """``python -m accelerate.commands.launch --config_file C [--num_processes N] --main_process_port P
+    -m skillmerge train CONFIG.yaml`` (a free port each time, so concurrent runs do not collide)."""
+    if launcher.accelerate_config is None:
+        raise ValueError("launch_command needs an accelerate config")  # callers check first
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        launcher.accelerate_config,
+    ]
+    if launcher.num_processes is not None:
+        command += ["--num_processes", str(launcher.num_processes)]
+    command += ["--main_process_port", str(port), "-m", "skillmerge", "train", str(config_file)]
+    return command
+
+
+def launch_train(fields: dict[str, Any], launcher: Launcher, out: Path) -> dict[str, Any]:
+    """Train in ``accelerate launch`` child processes: the config goes to ``out/train.yaml``, the child's
+    output to ``out/launch.log``; the result is read back from the trained model's ``manifest.json``."""
+    import yaml
+
+    config_file = out / "train.yaml"
+    config_file.write_text(yaml.safe_dump(fields, sort_keys=True), encoding="utf-8")
+    log = out / LAUNCH_LOG
+    with log.open("w", encoding="utf-8") as handle:
+        done = subprocess.run(
+            launch_command(config_file, launcher, _free_port()),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            check=False,
+        )
+    if done.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+        raise SkillmergeError(f"accelerate launch exited with code {done.returncode}: {' | '.join(tail)}")
+    manifest = json.loads((Path(fields["out"]) / "manifest.json").read_text(encoding="utf-8"))
+    return {
+        "final_loss": manifest["final_loss"],
+        "steps": manifest["cost"]["optimizer_steps"],
+        "cost": manifest["cost"],
+        "processes": manifest.get("processes"),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _skill_data(ctx: StepContext, step: Step) -> str:
@@ -160,24 +210,34 @@ def _replay_file(general: Path, n_skill: int, step: Step, out: Path) -> Path:
 
 
 def merge_recipe(
-    method: str, base: str, general: str, skills: list[str], omegas: list[float]
+    method: str,
+    base: str,
+    general: str,
+    skills: list[str],
+    omegas: list[float],
+    parameters: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The merge config (dict form) of ``θ_G + Σ_k ω_k·τ_k`` for ``method``.
 
     task_arithmetic / ties / dare_ties: θ_base as base, θ_G at weight 1, θ_D_k at ω_k;
     linear: ``(θ_G + Σ ω_k θ_D_k) / (1 + Σ ω_k)``; wise_ft: ``θ_G + ω·(θ_D − θ_G)`` (one skill only).
+    ``parameters``: the method's parameters (default: :data:`DEFAULT_MERGE_PARAMETERS`).
     """
+    params = dict(DEFAULT_MERGE_PARAMETERS[method] if parameters is None else parameters)
     if method == "wise_ft":
         if len(skills) != 1:
             raise UsageError(f"merge method wise_ft interpolates two models; got {len(skills)} skills")
-        return {
+        wise: dict[str, Any] = {
             "method": method,
             "base_model": general,
             "models": [{"model": skills[0], "weight": omegas[0]}],
         }
+        if params:
+            wise["parameters"] = params
+        return wise
     models = [{"model": general, "weight": 1.0}]
     models += [{"model": path, "weight": omega} for path, omega in zip(skills, omegas, strict=True)]
-    recipe: dict[str, Any] = {"method": method, "models": models, "parameters": MERGE_PARAMETERS[method]}
+    recipe: dict[str, Any] = {"method": method, "models": models, "parameters": params}
     if method != "linear":
         recipe["base_model"] = base
     return recipe
@@ -200,6 +260,7 @@ def run_merge(step: Step, ctx: StepContext, out: Path) -> dict[str, Any]:
         ctx.general_model(step),
         [str(ctx.output(s.id) / MODEL_DIR) for s in trained],
         omegas,
+        config["parameters"],
     )
     result = merge(config_from_dict(recipe, step.id), out / MODEL_DIR, progress=False)
     return {"recipe": recipe, "omegas": omegas, "weights_fingerprint": result.weights_fingerprint}
@@ -248,21 +309,24 @@ def _score(scores: dict[str, Any], name: str) -> float:
 
 
 def run_eval(step: Step, ctx: StepContext, out: Path) -> dict[str, Any]:
-    """The step's suites on its model; validation evaluations draw their items with another seed.
+    """The step's suites on its model, at most ``limit`` items each.
 
-    The suites read their own offline data; the skill's validation files are fingerprinted into the key but
-    not yet fed to the suites (see the runner's known gaps).
+    What the validation pick scores today (``split: validation``): the same registered suites as the test
+    evaluations (the skill's score suites plus the general ones), on their own offline items, drawn with seed
+    ``seeds[0] + 1`` instead of ``seeds[0]``. So validation and test items are different random subsets only
+    when ``limit`` is below a suite's item count; with no limit (or a limit ≥ the pool) they are the same
+    items, and ω is picked on the test items. The skill's ``validation`` files are fingerprinted into the
+    key (changing them re-runs the pick) but the suites do not read them: suites score their own item
+    formats (multiple choice, math, code problems, refusal prompts), not chat records.
     """
+    from skillmerge.evaluate import SCORE_LABELS
     from skillmerge.evaluate import run as evaluate
 
+    limit = step.config.get("limit")
     seed = ctx.spec.seeds[0] + (1 if step.config["split"] == "validation" else 0)
-    result = evaluate(
-        ctx.model_of(step), step.config["suites"], out / EVAL_DIR, limit=ctx.eval_limit, seed=seed
-    )
-    from skillmerge.evaluate import SCORE_LABELS
-
+    result = evaluate(ctx.model_of(step), step.config["suites"], out / EVAL_DIR, limit=limit, seed=seed)
     scores = {key: result["scores"].get(key) for key in SCORE_LABELS}
-    return {"scores": scores, "limit": ctx.eval_limit, "seed": seed}
+    return {"scores": scores, "limit": limit, "seed": seed}
 
 
 EXECUTORS: dict[str, Callable[[Step, StepContext, Path], dict[str, Any]]] = {
