@@ -100,3 +100,27 @@ def test_bad_training_override_is_refused_naming_the_kind(tmp_path: Path) -> Non
 
 def test_multi_skill_needs_two_skills(tmp_path: Path) -> None:
     _refused(tmp_path, lambda r: r["data"]["skills"].pop(), "multi_skill needs at least two skills")
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (lambda raw: raw.update(methods=["ptm", "magic"]), "magic"),
+        (lambda raw: raw["models"].update(base="no-such-model"), "no-such-model"),
+    ],
+)
+def test_invalid_spec_exits_2_under_dry_run_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Any, pattern: str
+) -> None:
+    from skillmerge.cli import run_cli
+
+    raw = copy.deepcopy(RAW)
+    edit(raw)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    code = run_cli(["run", str(spec), "--out", str(out), "--dry-run"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and pattern in err
+    assert not out.exists()

@@ -43,4 +43,7 @@ def first_validation_error(err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
     msg = str(first["msg"]).removeprefix("Value error, ")
+    value = first.get("input")
+    if isinstance(value, str | int | float) and not isinstance(value, bool) and len(repr(value)) <= 60:
+        msg = f"{msg} (got {value!r})"  # name the culprit: which of several values was wrong
     return f"{loc}: {msg}" if loc else msg
