@@ -166,3 +166,38 @@ def test_flat_recipe_fields_unflatten_into_sections() -> None:
         "data": {"max_len": 64},
         "lora": {"r": 8},
     }
+
+
+def test_a_run_killed_mid_way_continues_where_it_stopped(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = _spec(tmp_path, tiny_model_dir)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "skillmerge", "run", str(spec), "--out", str(run_dir)]
+    command += ["--eval-limit", "2"]  # the same eval keys as _run
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list((run_dir / STEPS_DIR).glob("*/manifest.json"))) >= 4:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done_before = {p.parent.name for p in (run_dir / STEPS_DIR).glob("*/manifest.json")}
+    assert 4 <= len(done_before) < 13
+
+    resumed = _run(spec, run_dir)
+    assert resumed.ok
+    assert resumed.count("cached") == len(done_before)
+    assert resumed.count("ran") == 13 - len(done_before)
+    assert set(run_status(run_dir).values()) == {"done"}
+    assert not [p for p in (run_dir / STEPS_DIR).iterdir() if p.name.startswith(".")]  # no half-written step

@@ -24,6 +24,7 @@ import fnmatch
 import json
 import multiprocessing
 import os
+import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from skillmerge.errors import UsageError
 from skillmerge.experiment import steps as step_kinds
 from skillmerge.experiment.dag import Step, expand, plan_text
 from skillmerge.experiment.spec import ExperimentSpec, load_spec
-from skillmerge.experiment.status import dir_state, step_dir
+from skillmerge.experiment.status import STEPS_DIR, dir_state, step_dir
 
 Outcome = Literal["cached", "ran", "failed", "blocked", "pending"]
 RUN_FILE = "run.json"
@@ -114,6 +115,7 @@ def run_experiment(
         return summary
 
     _claim(run_dir, spec)
+    _remove_leftovers(run_dir)
     ctx = step_kinds.StepContext(spec, {s.id: s for s in planned}, run_dir)
 
     def record(outcome: StepOutcome) -> None:
@@ -271,6 +273,20 @@ def _select(steps: list[Step], only: str | None) -> list[Step]:
             needed.add(current)
             stack.extend(by_id[current].deps)
     return [s for s in steps if s.id in needed]
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """Delete temporary step directories a killed run left behind (``steps/.ID.tmp-*``, ``.ID.old-*``).
+
+    A step is built in a hidden sibling and renamed into place when complete, so these never hold a finished
+    step. One run at a time per run directory: a second concurrent run would lose its in-flight steps.
+    """
+    steps = run_dir / STEPS_DIR
+    if not steps.is_dir():
+        return
+    for leftover in steps.iterdir():
+        if leftover.name.startswith(".") and (".tmp-" in leftover.name or ".old-" in leftover.name):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _claim(run_dir: Path, spec: ExperimentSpec) -> None:
