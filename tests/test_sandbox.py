@@ -39,11 +39,18 @@ def sandbox_processes() -> list[tuple[int, str]]:
 
 @pytest.fixture
 def no_strays() -> Iterator[None]:
+    # Children that were already there (e.g. multiprocessing's resource tracker, started by another test's
+    # process pool) are not the sandbox's; only processes that appear during the test count.
+    before = {pid for pid, _ in sandbox_processes()}
+
+    def new() -> list[tuple[int, str]]:
+        return [(pid, cmd) for pid, cmd in sandbox_processes() if pid not in before]
+
     yield
     deadline = time.monotonic() + 2.0  # the kernel may take a moment to tear down a SIGKILLed group
-    while sandbox_processes() and time.monotonic() < deadline:
+    while new() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert sandbox_processes() == []
+    assert new() == []
 
 
 @pytest.fixture(scope="module")
