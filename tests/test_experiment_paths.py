@@ -91,6 +91,14 @@ def test_given_general_model_cft_replay_and_multi_skill_merges_all_run(runs: dic
     assert _result(run_dir, "merge/multi/task_arithmetic/echo+shout/heuristic")["omegas"] == [0.25, 0.25]
     picked = _result(run_dir, "merge/multi/task_arithmetic/echo+shout/validation")["omegas"]
     assert len(picked) == 2 and set(picked) <= {0.5, 1.0}
+    # Each skill's candidates are scored by the chat suite on that skill's validation file (4 records).
+    folder = next((run_dir / STEPS_DIR).glob("eval-validation--ptm--task_arithmetic--echo--*"))
+    validation = json.loads((folder / "manifest.json").read_text())["result"]
+    assert set(validation["chat"]) == {"exact_match", "f1", "score"}
+    assert validation["chat"]["score"] == validation["chat"]["f1"]
+    chat = json.loads((folder / "eval" / "chat" / "summary.json").read_text())
+    assert chat["n_items"] == 2 and chat["meta"]["total_items"] == 4  # eval.limit 2 of the 4 records
+    assert chat["meta"]["paths"][0].endswith("echo-val.jsonl")
     recipe = _result(run_dir, "merge/multi/task_arithmetic/echo+shout/heuristic")["recipe"]
     assert [m["weight"] for m in recipe["models"]] == [1.0, 0.25, 0.25]
 

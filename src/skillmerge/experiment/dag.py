@@ -312,7 +312,9 @@ def _ptm_sweep(
                         {
                             "split": "validation",
                             "skill": skill.name,
-                            "suites": spec.eval[skill.score] + [s for s in spec.eval["general"]],
+                            # The skill is scored by the ``chat`` suite on its validation files
+                            # (``inputs``); the general suites give the constraint's general score.
+                            "suites": [*spec.eval["general"], "chat"],
                             "limit": limit,
                         },
                         deps=(merged,),

@@ -274,7 +274,6 @@ def _multi_omega(step: Step, ctx: StepContext, skill_model: Step) -> float:
     if step.config["omega_rule"] == "heuristic":
         general = next(d for d in step.deps if ctx.steps[d].config.get("what") == "general")
         return heuristic_omega(ctx.data_count(skill_model.id), ctx.data_count(general))
-    score = next(s.score for s in ctx.spec.data.skills if s.name == skill)
     sweep: dict[float, tuple[float, float]] = {}
     baseline: float | None = None
     for dep in step.deps:
@@ -288,7 +287,8 @@ def _multi_omega(step: Step, ctx: StepContext, skill_model: Step) -> float:
         merged = ctx.steps[dep_step.deps[0]]
         # Only the sweep of the very θ_D this merge uses (the same skill's other sizes/seeds are deps too).
         if dep_step.config["skill"] == skill and skill_model.id in merged.deps:
-            sweep[float(merged.config["omega"])] = (_score(scores, score), _score(scores, "general"))
+            skill_score = float(ctx.result(dep)["chat"]["score"])  # F1 on the skill's validation chats
+            sweep[float(merged.config["omega"])] = (skill_score, _score(scores, "general"))
     if baseline is None or not sweep:
         raise UsageError(f"step {step.id}: no validation results for skill {skill!r}")
     picked = pick_omega(sweep, baseline, step.config["epsilon"])
@@ -311,22 +311,31 @@ def _score(scores: dict[str, Any], name: str) -> float:
 def run_eval(step: Step, ctx: StepContext, out: Path) -> dict[str, Any]:
     """The step's suites on its model, at most ``limit`` items each.
 
-    What the validation pick scores today (``split: validation``): the same registered suites as the test
-    evaluations (the skill's score suites plus the general ones), on their own offline items, drawn with seed
-    ``seeds[0] + 1`` instead of ``seeds[0]``. So validation and test items are different random subsets only
-    when ``limit`` is below a suite's item count; with no limit (or a limit ≥ the pool) they are the same
-    items, and ω is picked on the test items. The skill's ``validation`` files are fingerprinted into the
-    key (changing them re-runs the pick) but the suites do not read them: suites score their own item
-    formats (multiple choice, math, code problems, refusal prompts), not chat records.
+    Test evaluations (``split: test``) run the registered suites on their own offline items, drawn with
+    seed ``seeds[0]``. Validation evaluations (``split: validation``, seed ``seeds[0] + 1``) feed the pick
+    of ω: θ_G's gives the baseline general score; a skill's merge candidate (config ``skill``) runs the
+    general suites plus the ``chat`` suite on that skill's own validation files (the step's ``inputs``,
+    fingerprinted into its key), which scores the reply to each record's last assistant turn by token F1.
+    That chat score (result ``"chat"``) is the skill score :func:`_multi_omega` picks ω on, so the pick
+    never sees the test items of the skill's score suites.
     """
     from skillmerge.evaluate import SCORE_LABELS
     from skillmerge.evaluate import run as evaluate
 
     limit = step.config.get("limit")
     seed = ctx.spec.seeds[0] + (1 if step.config["split"] == "validation" else 0)
-    result = evaluate(ctx.model_of(step), step.config["suites"], out / EVAL_DIR, limit=limit, seed=seed)
+    suites = step.config["suites"]
+    options: dict[str, dict[str, Any]] = {}
+    if "chat" in suites:
+        options["chat"] = {"path": [ref.path for ref in step.inputs.values()]}
+    result = evaluate(
+        ctx.model_of(step), suites, out / EVAL_DIR, limit=limit, seed=seed, suite_options=options
+    )
     scores = {key: result["scores"].get(key) for key in SCORE_LABELS}
-    return {"scores": scores, "limit": limit, "seed": seed}
+    record: dict[str, Any] = {"scores": scores, "limit": limit, "seed": seed}
+    if "chat" in suites:
+        record["chat"] = result["suites"]["chat"]
+    return record
 
 
 EXECUTORS: dict[str, Callable[[Step, StepContext, Path], dict[str, Any]]] = {

@@ -44,7 +44,7 @@ DEFAULT_HEADLINES: dict[str, tuple[str, float]] = {
     "safety": ("safety", 100.0),
     "xstest": ("xstest_safe_compliance", 100.0),
 }
-BUILTIN_MODULES: tuple[str, ...] = ("coding", "safety", "xstest", "general", "science")
+BUILTIN_MODULES: tuple[str, ...] = ("coding", "safety", "xstest", "general", "science", "chat")
 IMPORT_ERRORS: dict[str, str] = {}
 
 
