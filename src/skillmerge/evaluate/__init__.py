@@ -81,18 +81,9 @@ def _write_suite(folder: Path, result: SuiteResult, summary: Mapping[str, Any]) 
 
 
 def _model_fingerprint(model_dir: Path) -> str | None:
-    from skillmerge.models.fingerprint import header_fingerprint
-    from skillmerge.models.io import is_model_dir
+    from skillmerge.models.io import recorded_fingerprint
 
-    manifest = model_dir / "manifest.json"
-    if manifest.is_file():
-        try:
-            recorded = json.loads(manifest.read_text(encoding="utf-8")).get("weights_fingerprint")
-        except (OSError, json.JSONDecodeError, AttributeError):
-            recorded = None
-        if isinstance(recorded, str):
-            return recorded
-    return header_fingerprint(model_dir) if is_model_dir(model_dir) else None
+    return recorded_fingerprint(model_dir)
 
 
 def run(

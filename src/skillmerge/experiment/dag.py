@@ -98,20 +98,12 @@ def fingerprint_input(path: str, field_name: str) -> InputRef:
 
 def _model_fingerprint(model_dir: Path, field_name: str) -> str:
     # The weights fingerprint recorded at save time identifies the data; headers alone are the cheap fallback.
-    manifest = model_dir / "manifest.json"
-    if manifest.is_file():
-        try:
-            recorded = json.loads(manifest.read_text(encoding="utf-8")).get("weights_fingerprint")
-        except (OSError, json.JSONDecodeError, AttributeError):
-            recorded = None
-        if isinstance(recorded, str):
-            return recorded
-    from skillmerge.models.fingerprint import header_fingerprint
-    from skillmerge.models.io import is_model_dir
+    from skillmerge.models.io import recorded_fingerprint
 
-    if not is_model_dir(model_dir):
+    fingerprint = recorded_fingerprint(model_dir)
+    if fingerprint is None:
         raise UsageError(f"{field_name}: {model_dir} is not a model directory (no config.json + safetensors)")
-    return header_fingerprint(model_dir)
+    return fingerprint
 
 
 class _Graph:

@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import resource
 import shutil
 import threading
@@ -30,7 +29,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +41,7 @@ from skillmerge.merge.plan import InputModel, MergePlan, TensorTask
 from skillmerge.models.card import render_model_card
 from skillmerge.models.fingerprint import file_fingerprint, fingerprint_from_digests, header_fingerprint
 from skillmerge.models.shards import SAFETENSORS_TO_TORCH, PlannedShardWriter, TensorReader
+from skillmerge.models.versions import library_versions
 
 _TOKENIZER_FILES = (
     "tokenizer.json",
@@ -61,7 +60,6 @@ MANIFEST_FILE = "manifest.json"
 CHUNK_ELEMENTS = 1 << 18
 # Raw input bytes read ahead of the tensor being merged (beyond the next tensor, which is always read).
 PREFETCH_BYTES = 256 * 1024**2
-_VERSIONED = ("skillmerge", "torch", "safetensors", "tokenizers", "pydantic", "transformers")
 
 
 @dataclass
@@ -353,7 +351,7 @@ def execute(
                 "inputs": [_input_record(item) for item in plan.inputs()],
                 "weights_fingerprint": fingerprint,
                 "weight_files": weight_files,
-                "library_versions": _library_versions(),
+                "library_versions": library_versions(("pydantic",)),
                 "seed": config.seed,
                 "tensors": len(plan.tensors),
                 "bytes_read": files.bytes_read,
@@ -455,16 +453,6 @@ def _replace_chat_template(source: Path, tmp: Path) -> None:
             (tmp / "chat_template.jinja").write_text(template, encoding="utf-8")
             return
     raise ModelError(f"{source}: chat_template source has no chat template")
-
-
-def _library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in _VERSIONED:
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
 
 
 def _input_record(item: InputModel) -> dict[str, Any]:

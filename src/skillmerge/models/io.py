@@ -11,9 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import platform
 from collections.abc import Mapping
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +28,29 @@ from skillmerge.models.shards import (
     ShardedSafetensorsWriter,
     TensorReader,
 )
+from skillmerge.models.versions import library_versions
 
 log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-_VERSIONED = ("skillmerge", "torch", "transformers", "safetensors", "tokenizers")
+
+
+def recorded_fingerprint(model_dir: str | Path) -> str | None:
+    """The model's identity for cache keys and manifests: the weights fingerprint recorded in its
+    manifest at save time, else the (cheap) safetensors-header fingerprint; None if it is no model dir."""
+    model_dir = Path(model_dir)
+    manifest = model_dir / MANIFEST_FILE
+    if manifest.is_file():
+        try:
+            recorded = json.loads(manifest.read_text(encoding="utf-8")).get("weights_fingerprint")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            recorded = None
+        if isinstance(recorded, str):
+            return recorded
+    from skillmerge.models.fingerprint import header_fingerprint
+
+    return header_fingerprint(model_dir) if is_model_dir(model_dir) else None
 
 
 def is_model_dir(path: str | Path) -> bool:
@@ -135,17 +150,6 @@ def stored_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
             if same:
                 del state[target]
     return state
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shape a saved artifact, for manifests."""
-    versions = {"python": platform.python_version()}
-    for package in _VERSIONED:
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
 
 
 def read_manifest(model_dir: str | Path) -> dict[str, Any]:
