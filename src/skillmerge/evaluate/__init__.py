@@ -42,14 +42,21 @@ SCORE_LABELS: dict[str, str] = {
 }
 
 
-def paper_scores(results: Sequence[SuiteResult]) -> dict[str, Any]:
-    """The paper's aggregates (0-100) over ``results`` with their components (fractions in [0, 1])."""
+def paper_scores(
+    results: Sequence[SuiteResult], categories: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The paper's aggregates (0-100) over ``results`` with their components (fractions in [0, 1]).
+
+    ``categories`` maps a suite name to the aggregate it counts towards, over the suite's registered
+    category (an experiment spec's ``eval: {general: [general-mc, perplexity]}`` puts ``perplexity``,
+    which has no category of its own, into General).
+    """
     from skillmerge.evaluate.suites import suite_category, suite_components
 
     components: dict[str, dict[str, float]] = {key: {} for key in SCORE_LABELS}
     unaggregated: list[str] = []
     for result in results:
-        category = suite_category(result.suite, result)
+        category = (categories or {}).get(result.suite) or suite_category(result.suite, result)
         parts = suite_components(result, category)
         if category not in components or not parts:
             unaggregated.append(result.suite)
@@ -100,13 +107,15 @@ def run(
     suite_options: Mapping[str, Mapping[str, Any]] | None = None,
     lm_eval_tasks: Sequence[str] | None = None,
     batch_size: int = 16,
+    categories: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model_dir`` on ``suites`` and write ``out_dir`` (layout in the module docstring).
 
     ``backend``: ``"auto"`` (vLLM when installed and a GPU is present, else HF), ``"hf"``, ``"vllm"``, or a
     ready :class:`~skillmerge.evaluate.suites.base.ModelBackend` (then ``model_dir`` is only recorded).
     ``limit``/``seed`` subsample each suite's items. ``suite_options`` maps a suite name to keyword options
-    of its factory. ``lm_eval_tasks`` adds an ``lm-eval`` suite (needs the lm-eval package). Everything is
+    of its factory. ``categories`` overrides suites' aggregates (:func:`paper_scores`).
+    ``lm_eval_tasks`` adds an ``lm-eval`` suite (needs the lm-eval package). Everything is
     validated (suite names and options, the output path) before the model is loaded. Returns the scores,
     each suite's metrics and the output path.
     """
@@ -153,7 +162,7 @@ def run(
             summaries[result.suite] = _summary(result, time.perf_counter() - suite_start, "lm-eval:hf")
         for result in results:
             _write_suite(tmp / result.suite, result, summaries[result.suite])
-        scores = paper_scores(results)
+        scores = paper_scores(results, categories)
         (tmp / "scores.json").write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
         manifest = _manifest(model_dir, model_backend, names, tasks, limit, seed, suite_options, start)
         manifest["scores"] = {k: scores[k] for k in SCORE_LABELS}

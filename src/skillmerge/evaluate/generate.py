@@ -291,6 +291,10 @@ class HFBackend:
     def encode_prompt(self, conversation: Conversation) -> list[int]:
         return self.prompts.encode(conversation)
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` alone (no special tokens): the unit of per-token scores and limits."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     # -- generation ---------------------------------------------------------------------------------------
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams) -> list[list[str]]:

@@ -165,6 +165,9 @@ def expand(spec: ExperimentSpec, eval_limit: int | None = None) -> list[Step]:
 
     suites = spec.suites()
     general_suites = spec.eval["general"]
+    # θ_G given and identical to θ_base (no base model available: PTM becomes θ_G + ω·(θ_D − θ_G)).
+    same_start = bool(general_inputs) and general_inputs["general_model"].fingerprint == base.fingerprint
+    skill_fields_equal = spec.train_fields("skill") == spec.train_fields("cft")
 
     def from_general(
         step_id: str, kind: str, config: dict[str, Any], deps: tuple[str, ...], inputs: dict | None = None
@@ -173,10 +176,12 @@ def expand(spec: ExperimentSpec, eval_limit: int | None = None) -> list[Step]:
         merged_inputs = {**general_inputs, **(inputs or {})}
         return graph.add(Step(step_id, kind, config, deps=extra + deps, inputs=merged_inputs))
 
+    option_inputs = _option_files(spec, suites)
+
     def evaluate(model_step: str | None, label: str) -> str:
         deps = (model_step,) if model_step else ()
-        inputs = {} if model_step else dict(general_inputs)
-        config = {"split": "test", "suites": suites, "limit": limit}
+        inputs = ({} if model_step else dict(general_inputs)) | option_inputs
+        config = _with_options(spec, {"split": "test", "suites": suites, "limit": limit})
         return graph.add(Step(f"eval/{label}", "eval", config, deps, inputs))
 
     evaluate(general_model, "general")
@@ -185,9 +190,9 @@ def expand(spec: ExperimentSpec, eval_limit: int | None = None) -> list[Step]:
             Step(
                 "eval-validation/general",
                 "eval",
-                {"split": "validation", "suites": general_suites, "limit": limit},
+                _with_options(spec, {"split": "validation", "suites": general_suites, "limit": limit}),
                 deps=(general_model,) if general_model else (),
-                inputs={} if general_model else dict(general_inputs),
+                inputs=({} if general_model else dict(general_inputs)) | _option_files(spec, general_suites),
             )
         )
 
@@ -231,12 +236,20 @@ def expand(spec: ExperimentSpec, eval_limit: int | None = None) -> list[Step]:
                     step = from_general(f"train/cft_replay/{tag}", "train", config, (data, general_data))
                     evaluate(step, f"cft_replay/{tag}")
                 if "ptm" in spec.methods or "multi_skill" in spec.methods:
+                    skill_config = {"recipe": "skill", "train": spec.train_fields("skill"), "seed": seed}
+                    skill_deps: tuple[str, ...] = (data,)
+                    cft_id = f"train/cft/{tag}"
+                    if same_start and cft_id in graph.steps and skill_fields_equal:
+                        # θ_base is θ_G and the recipes match: θ_D *is* the CFT model. Train it once; this
+                        # step links the CFT weights (its cost record is the same training's).
+                        skill_config["same_as"] = cft_id
+                        skill_deps = (data, cft_id)
                     skill_model = graph.add(
                         Step(
                             f"train/skill/{tag}",
                             "train",
-                            {"recipe": "skill", "train": spec.train_fields("skill"), "seed": seed},
-                            deps=(data,),
+                            skill_config,
+                            deps=skill_deps,
                             inputs={"base": base},
                         )
                     )
@@ -301,22 +314,47 @@ def _ptm_sweep(
                     Step(
                         f"eval-validation/{merged_id.removeprefix('merge/')}",
                         "eval",
-                        {
-                            "split": "validation",
-                            "skill": skill.name,
-                            # The skill is scored by the ``chat`` suite on its validation files
-                            # (``inputs``); the general suites give the constraint's general score.
-                            "suites": [*spec.eval["general"], "chat"],
-                            "limit": limit,
-                        },
+                        _with_options(
+                            spec,
+                            {
+                                "split": "validation",
+                                "skill": skill.name,
+                                # The skill is scored by the ``chat`` suite on its validation files
+                                # (``inputs``); the general suites give the constraint's general score.
+                                "suites": [*spec.eval["general"], "chat"],
+                                "limit": limit,
+                            },
+                        ),
                         deps=(merged,),
-                        inputs=val_inputs,
+                        inputs=val_inputs | _option_files(spec, spec.eval["general"]),
                     )
                 )
 
 
 def _is_ptm_validation(step: Step, group: tuple[str, ...], method: str) -> bool:
     return step.id.startswith(f"eval-validation/ptm/{method}/") and step.config.get("skill") in group
+
+
+def _with_options(spec: ExperimentSpec, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` plus the spec's options of its suites (no key when there are none: old keys stay valid)."""
+    options = {s: spec.eval_options[s] for s in config["suites"] if s in spec.eval_options}
+    return {**config, "options": options} if options else config
+
+
+def _option_files(spec: ExperimentSpec, suites: list[str]) -> dict[str, InputRef]:
+    """Fingerprints of the file/folder suite options (a folder: sha256 over its files' names and hashes)."""
+    refs = {}
+    for role, path in spec.option_paths(suites).items():
+        target = Path(path)
+        if target.is_dir() and not (target / "config.json").exists():
+            from skillmerge.models.fingerprint import file_fingerprint
+
+            files = sorted(p for p in target.rglob("*") if p.is_file())
+            listing = [[str(p.relative_to(target)), file_fingerprint(p)] for p in files]
+            refs[role] = InputRef(path, hashlib.sha256(canonical_json(listing).encode()).hexdigest())
+        else:
+            refs[role] = fingerprint_input(path, role)
+    return refs
 
 
 def _files(paths: list[str], field_name: str) -> dict[str, InputRef]:
@@ -458,7 +496,9 @@ def plan_text(steps: list[Step]) -> str:
     unknown = False
     for step in steps:
         line = f"{step.kind:<5} {step.id}  [{step.key[:12]}]"
-        if step.kind == "train":
+        if step.kind == "train" and "same_as" in step.config:
+            line += f"  = {step.config['same_as']} (the same training, linked; not counted again)"
+        elif step.kind == "train":
             est = step.estimate
             line += f"  examples≈{_num(est.get('examples'))} tokens≈{_num(est.get('tokens'))} "
             line += f"FLOPs≈{_num(est.get('flops'))}"

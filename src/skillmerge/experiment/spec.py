@@ -27,12 +27,18 @@
       launcher: {accelerate_config: ../configs/accelerate/ddp.yaml, num_processes: 4}   # default: in-process
     eval:
       limit: 200                          # at most this many items per suite (in every eval step's key)
+      options:                            # per-suite options (paths are relative to the spec file)
+        safety: {max_new_tokens: 48, paths: {donotanswer: data/dna-test}}
       general: [general]
       safety: [safety]
       exaggerated_refusal: [xstest]
 
-``training.launcher`` and ``eval.limit`` are lifted out of their sections into :attr:`ExperimentSpec.launcher`
-and :attr:`ExperimentSpec.eval_limit` (the other keys of those sections are model kinds and scores). How a
+``training.launcher``, ``eval.limit`` and ``eval.options`` are lifted out of their sections into
+:attr:`ExperimentSpec.launcher`, :attr:`ExperimentSpec.eval_limit` and
+:attr:`ExperimentSpec.eval_options` (the other keys of those sections are model kinds and scores). Option
+names are checked against the suite's factory when the spec loads; values under ``path``, ``paths``,
+``problems`` or ``mc_path`` are files or folders, resolved against the spec's directory and fingerprinted
+into the eval steps' keys. How a
 training step is launched is not part of any cache key: the recipe fixes the effective batch, so one process
 and N processes train the same trajectory (up to float summation order).
 
@@ -256,6 +262,7 @@ class ExperimentSpec(BaseModel):
     training: dict[str, dict[str, Any]] = Field(default_factory=dict)
     eval: dict[str, list[str]] = Field(min_length=1)
     eval_limit: int | None = Field(None, ge=1)  # YAML: eval.limit
+    eval_options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # YAML: eval.options
     launcher: Launcher = Field(default_factory=Launcher)  # YAML: training.launcher
 
     @model_validator(mode="before")
@@ -268,6 +275,7 @@ class ExperimentSpec(BaseModel):
         raw = dict(raw)
         for section, key, field_name in (
             ("eval", "limit", "eval_limit"),
+            ("eval", "options", "eval_options"),
             ("training", "launcher", "launcher"),
         ):
             value = raw.get(section)
@@ -313,6 +321,11 @@ class ExperimentSpec(BaseModel):
     def _consistent(self) -> ExperimentSpec:
         if "general" not in self.eval:
             raise ValueError("eval: a 'general' score is needed (the ω constraint and every table use it)")
+        unknown = sorted(set(self.eval_options) - set(self.suites()))
+        if unknown:
+            raise ValueError(f"eval.options: suite {unknown[0]!r} is not evaluated (not named under eval)")
+        for suite, opts in self.eval_options.items():
+            _check_suite_options(suite, opts)
         for i, skill in enumerate(self.data.skills):
             if skill.score not in self.eval:
                 raise ValueError(f"data.skills.{i}.score: score {skill.score!r} has no suites in eval")
@@ -395,9 +408,65 @@ class ExperimentSpec(BaseModel):
             }
         )
         data = self.data.model_copy(update={"general": [fix(p) for p in self.data.general], "skills": skills})
+        options = {
+            suite: {
+                key: _fix_paths(value, fix) if key in PATH_OPTIONS else value for key, value in opts.items()
+            }
+            for suite, opts in self.eval_options.items()
+        }
         config = self.launcher.accelerate_config
         launcher = self.launcher.model_copy(update={"accelerate_config": fix(config) if config else None})
-        return self.model_copy(update={"models": models, "data": data, "launcher": launcher})
+        return self.model_copy(
+            update={"models": models, "data": data, "launcher": launcher, "eval_options": options}
+        )
+
+    def option_paths(self, suites: list[str]) -> dict[str, str]:
+        """``{"<suite>.<option>[.<key>]": path}`` of the file/folder options of ``suites`` (fingerprinted)."""
+        found: dict[str, str] = {}
+        for suite in suites:
+            for key, value in self.eval_options.get(suite, {}).items():
+                if key in PATH_OPTIONS:
+                    for sub, path in _paths_in(value):
+                        found[f"eval.options.{suite}.{key}{sub}"] = path
+        return found
+
+
+PATH_OPTIONS = ("path", "paths", "problems", "mc_path")
+
+
+def _check_suite_options(suite: str, options: dict[str, Any]) -> None:
+    """Refuse option names the suite's factory does not take (values are checked when the suite is built)."""
+    import inspect
+
+    from skillmerge.evaluate.suites import SUITES
+
+    parameters = inspect.signature(SUITES[suite]).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    for name in options:
+        if name not in parameters or name == "self":
+            known = ", ".join(p for p in parameters if p != "self")
+            raise ValueError(f"eval.options.{suite}: unknown option {name!r} (known: {known})")
+
+
+def _fix_paths(value: Any, fix: Any) -> Any:
+    if isinstance(value, str):
+        return fix(value)
+    if isinstance(value, list):
+        return [_fix_paths(v, fix) for v in value]
+    if isinstance(value, dict):
+        return {k: _fix_paths(v, fix) for k, v in value.items()}
+    return value
+
+
+def _paths_in(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(prefix, value)]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _paths_in(v, f"{prefix}.{i}")]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _paths_in(v, f"{prefix}.{k}")]
+    return []
 
 
 def spec_from_dict(raw: Any, source: str | Path = "<spec>") -> ExperimentSpec:

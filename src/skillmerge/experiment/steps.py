@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -120,6 +121,8 @@ def run_train(step: Step, ctx: StepContext, out: Path) -> dict[str, Any]:
     from skillmerge.train import build_train_config
     from skillmerge.train import run as train
 
+    if "same_as" in step.config:
+        return _link_model(ctx, step.config["same_as"], out)
     recipe = step.config["recipe"]
     data = {d.config["what"]: ctx.output(d.id) / DATA_FILE for d in ctx.deps_of_kind(step, "data")}
     files = [data["general"]] if recipe in ("general", "rt") else []
@@ -136,6 +139,23 @@ def run_train(step: Step, ctx: StepContext, out: Path) -> dict[str, Any]:
         return launch_train(fields, ctx.spec.launcher, out)
     result = train(config)
     return {"final_loss": result.final_loss, "steps": result.steps, "cost": result.cost.to_dict()}
+
+
+def _link_model(ctx: StepContext, source_id: str, out: Path) -> dict[str, Any]:
+    """The model of ``source_id`` (an identical training) hard-linked into ``out`` (copied across devices)."""
+    source = ctx.output(source_id) / MODEL_DIR
+    target = out / MODEL_DIR
+    target.mkdir(parents=True)
+    for file in sorted(source.rglob("*")):
+        dest = target / file.relative_to(source)
+        if file.is_dir():
+            dest.mkdir(exist_ok=True)
+            continue
+        try:
+            os.link(file, dest)
+        except OSError:
+            shutil.copy2(file, dest)
+    return {**ctx.result(source_id), "same_as": source_id}
 
 
 def launch_command(config_file: Path, launcher: Launcher, port: int) -> list[str]:
@@ -325,11 +345,21 @@ def run_eval(step: Step, ctx: StepContext, out: Path) -> dict[str, Any]:
     limit = step.config.get("limit")
     seed = ctx.spec.seeds[0] + (1 if step.config["split"] == "validation" else 0)
     suites = step.config["suites"]
-    options: dict[str, dict[str, Any]] = {}
+    options: dict[str, dict[str, Any]] = {k: dict(v) for k, v in step.config.get("options", {}).items()}
     if "chat" in suites:
-        options["chat"] = {"path": [ref.path for ref in step.inputs.values()]}
+        options["chat"] = {
+            "path": [ref.path for role, ref in step.inputs.items() if role.startswith("data.")]
+        }
+    # The spec's eval map says which score each suite counts towards (over the suite's own category).
+    categories = {name: score for score, names in ctx.spec.eval.items() for name in names}
     result = evaluate(
-        ctx.model_of(step), suites, out / EVAL_DIR, limit=limit, seed=seed, suite_options=options
+        ctx.model_of(step),
+        suites,
+        out / EVAL_DIR,
+        limit=limit,
+        seed=seed,
+        suite_options=options,
+        categories=categories,
     )
     scores = {key: result["scores"].get(key) for key in SCORE_LABELS}
     record: dict[str, Any] = {"scores": scores, "limit": limit, "seed": seed}

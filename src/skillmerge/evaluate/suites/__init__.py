@@ -44,7 +44,15 @@ DEFAULT_HEADLINES: dict[str, tuple[str, float]] = {
     "safety": ("safety", 100.0),
     "xstest": ("xstest_safe_compliance", 100.0),
 }
-BUILTIN_MODULES: tuple[str, ...] = ("coding", "safety", "xstest", "general", "science", "chat")
+BUILTIN_MODULES: tuple[str, ...] = (
+    "coding",
+    "safety",
+    "xstest",
+    "general",
+    "science",
+    "chat",
+    "perplexity",
+)
 IMPORT_ERRORS: dict[str, str] = {}
 
 

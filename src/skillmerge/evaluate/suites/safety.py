@@ -19,6 +19,7 @@ paper aggregate averages. ``limit`` keeps ``limit`` prompts per set, drawn with 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from skillmerge.data.prompts import PromptItem
@@ -91,6 +92,7 @@ class SafetySuite(Suite):
         judge: Judge | None = None,
         params: GenerationParams = SAFETY_PARAMS,
         toxigen: ToxigenHook | None = None,
+        max_new_tokens: int | None = None,
     ) -> None:
         if not sets:
             raise UsageError("safety suite: no prompt sets")
@@ -100,6 +102,10 @@ class SafetySuite(Suite):
         self.sets = tuple(sets)
         self.paths = dict(paths or {})
         self.judge = judge or RefusalJudge()
+        if max_new_tokens is not None:  # the YAML-friendly way to shorten replies (a refusal shows early)
+            if max_new_tokens < 1:
+                raise UsageError(f"{self.name}: max_new_tokens must be ≥ 1, got {max_new_tokens}")
+            params = replace(params, max_new_tokens=max_new_tokens)
         self.params = params
         self.toxigen = toxigen
 

@@ -12,8 +12,10 @@ and the same rate per XSTest type (homonyms, figurative language, safe targets, 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
+from skillmerge.errors import UsageError
 from skillmerge.evaluate.judges import Judge, RefusalJudge
 from skillmerge.evaluate.suites import register_suite, select_items
 from skillmerge.evaluate.suites.base import GenerationParams, ItemResult, ModelBackend, Suite, SuiteResult
@@ -40,9 +42,14 @@ class XSTestSuite(Suite):
         path: str | Path | None = None,
         judge: Judge | None = None,
         params: GenerationParams = SAFETY_PARAMS,
+        max_new_tokens: int | None = None,
     ) -> None:
         self.path = path
         self.judge = judge or RefusalJudge()
+        if max_new_tokens is not None:  # the YAML-friendly way to shorten replies (a refusal shows early)
+            if max_new_tokens < 1:
+                raise UsageError(f"{self.name}: max_new_tokens must be ≥ 1, got {max_new_tokens}")
+            params = replace(params, max_new_tokens=max_new_tokens)
         self.params = params
 
     def run(self, backend: ModelBackend, *, limit: int | None = None, seed: int = 0) -> SuiteResult:

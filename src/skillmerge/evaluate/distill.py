@@ -1,0 +1,65 @@
+"""Self-distilled chat data: a model's own greedy answers to prompts, as training records.
+
+Used for "general" data that needs no download: answers of θ_G to benign prompts keep θ_G's own style when
+they are replayed during continued finetuning, and held-out ones measure how far a model drifted from θ_G
+(perplexity on θ_G's answers). An answer cut by ``max_new_tokens`` is trimmed back to its last full sentence
+(a record must never teach the model to stop mid-sentence); answers left empty are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from skillmerge.data.records import ChatRecord, Message
+from skillmerge.evaluate.suites.base import GenerationParams, ModelBackend
+
+_SENTENCE_END = re.compile(r"[.!?)\]`](?=\s|$)|\n")
+
+
+@dataclass
+class DistillReport:
+    records: list[ChatRecord]
+    trimmed: int
+    dropped: list[str]
+
+
+def trim_to_sentence(text: str) -> str:
+    """``text`` up to and including its last sentence end ('.', '!', '?', a closing bracket or a newline)."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]].rstrip() if ends else ""
+
+
+def self_distill(
+    backend: ModelBackend,
+    prompts: Sequence[tuple[str, str]],
+    *,
+    max_new_tokens: int = 128,
+    source: str = "self-distilled",
+    min_chars: int = 20,
+) -> DistillReport:
+    """Greedy answers of ``backend`` to ``prompts`` (``(id, prompt)`` pairs) as single-turn chat records.
+
+    Answers that hit the token limit are trimmed to their last full sentence; an answer shorter than
+    ``min_chars`` after trimming is dropped (its id is in ``dropped``).
+    """
+    conversations = [[{"role": "user", "content": prompt}] for _, prompt in prompts]
+    replies = backend.generate(conversations, GenerationParams(max_new_tokens=max_new_tokens))
+    token_count = getattr(backend, "count_tokens", None)
+    records: list[ChatRecord] = []
+    dropped: list[str] = []
+    trimmed = 0
+    for (item_id, prompt), samples in zip(prompts, replies, strict=True):
+        answer = (samples[0] if samples else "").strip()
+        hit_limit = token_count is None or token_count(answer) >= max_new_tokens - 1
+        if hit_limit:
+            cut = trim_to_sentence(answer)
+            trimmed += cut != answer
+            answer = cut
+        if len(answer) < min_chars:
+            dropped.append(item_id)
+            continue
+        messages = (Message("user", prompt), Message("assistant", answer))
+        records.append(ChatRecord(messages, id=item_id, source=source))
+    return DistillReport(records, trimmed, dropped)
