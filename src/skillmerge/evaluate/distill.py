@@ -45,14 +45,20 @@ def self_distill(
     ``min_chars`` after trimming is dropped (its id is in ``dropped``).
     """
     conversations = [[{"role": "user", "content": prompt}] for _, prompt in prompts]
-    replies = backend.generate(conversations, GenerationParams(max_new_tokens=max_new_tokens))
-    token_count = getattr(backend, "count_tokens", None)
+    params = GenerationParams(max_new_tokens=max_new_tokens)
+    generate_ids = getattr(backend, "generate_ids", None)
+    if generate_ids is not None:  # token ids tell exactly which answers ran into the limit
+        ids = generate_ids([backend.encode_prompt(c) for c in conversations], params)  # type: ignore[attr-defined]
+        replies = [[backend._finish_text(row[0], ())] for row in ids]  # type: ignore[attr-defined]
+        cut = [len(row[0]) >= max_new_tokens for row in ids]
+    else:  # a backend that only returns text: treat every answer as possibly cut
+        replies = backend.generate(conversations, params)
+        cut = [True] * len(replies)
     records: list[ChatRecord] = []
     dropped: list[str] = []
     trimmed = 0
-    for (item_id, prompt), samples in zip(prompts, replies, strict=True):
+    for (item_id, prompt), samples, hit_limit in zip(prompts, replies, cut, strict=True):
         answer = (samples[0] if samples else "").strip()
-        hit_limit = token_count is None or token_count(answer) >= max_new_tokens - 1
         if hit_limit:
             cut = trim_to_sentence(answer)
             trimmed += cut != answer

@@ -166,7 +166,7 @@ def expand(spec: ExperimentSpec, eval_limit: int | None = None) -> list[Step]:
     suites = spec.suites()
     general_suites = spec.eval["general"]
     # θ_G given and identical to θ_base (no base model available: PTM becomes θ_G + ω·(θ_D − θ_G)).
-    same_start = bool(general_inputs) and general_inputs["general_model"].fingerprint == base.fingerprint
+    same_start = bool(general_inputs) and _same_model(general_inputs["general_model"], base)
     skill_fields_equal = spec.train_fields("skill") == spec.train_fields("cft")
 
     def from_general(
@@ -335,10 +335,49 @@ def _is_ptm_validation(step: Step, group: tuple[str, ...], method: str) -> bool:
     return step.id.startswith(f"eval-validation/ptm/{method}/") and step.config.get("skill") in group
 
 
+INPUT_REF = "@input:"  # an option value standing for an input's path (bound when the step runs)
+
+
 def _with_options(spec: ExperimentSpec, config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` plus the spec's options of its suites (no key when there are none: old keys stay valid)."""
-    options = {s: spec.eval_options[s] for s in config["suites"] if s in spec.eval_options}
+    """``config`` plus the spec's options of its suites (no key when there are none: old keys stay valid).
+
+    File and folder options appear as ``"@input:<role>"``: their content is in the key (through the step's
+    inputs), their location is not, so moving a project keeps its keys.
+    """
+    options = {}
+    for suite in config["suites"]:
+        if suite not in spec.eval_options:
+            continue
+        opts = dict(spec.eval_options[suite])
+        for role in spec.option_paths([suite]):
+            key_path = role.removeprefix(f"eval.options.{suite}.")
+            _set_path(opts, key_path.split("."), INPUT_REF + role)
+        options[suite] = opts
     return {**config, "options": options} if options else config
+
+
+def _set_path(tree: Any, keys: list[str], value: str) -> None:
+    """Set ``tree[k0][k1]...`` (list indices as digits) to ``value``, copying containers on the way."""
+    head, *rest = keys
+    index: Any = int(head) if isinstance(tree, list) else head
+    if not rest:
+        tree[index] = value
+        return
+    child = tree[index]
+    tree[index] = list(child) if isinstance(child, list) else dict(child)
+    _set_path(tree[index], rest, value)
+
+
+def _same_model(a: InputRef, b: InputRef) -> bool:
+    """The same directory, or two copies with equal recorded weights fingerprints (a header-only
+    fingerprint sees shapes, not values, so it never proves two models equal)."""
+    if a.path.startswith("hub:") or b.path.startswith("hub:"):
+        return a.path == b.path
+    if Path(a.path).resolve() == Path(b.path).resolve():
+        return True
+    from skillmerge.models.fingerprint import header_fingerprint
+
+    return a.fingerprint == b.fingerprint and a.fingerprint != header_fingerprint(Path(a.path))
 
 
 def _option_files(spec: ExperimentSpec, suites: list[str]) -> dict[str, InputRef]:

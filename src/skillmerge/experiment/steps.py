@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from skillmerge.errors import SkillmergeError, UsageError
-from skillmerge.experiment.dag import Step
+from skillmerge.experiment.dag import INPUT_REF, Step
 from skillmerge.experiment.spec import DEFAULT_MERGE_PARAMETERS, ExperimentSpec, Launcher
 from skillmerge.experiment.status import step_dir
 
@@ -345,11 +345,10 @@ def run_eval(step: Step, ctx: StepContext, out: Path) -> dict[str, Any]:
     limit = step.config.get("limit")
     seed = ctx.spec.seeds[0] + (1 if step.config["split"] == "validation" else 0)
     suites = step.config["suites"]
-    options: dict[str, dict[str, Any]] = {k: dict(v) for k, v in step.config.get("options", {}).items()}
-    if "chat" in suites:
-        options["chat"] = {
-            "path": [ref.path for role, ref in step.inputs.items() if role.startswith("data.")]
-        }
+    options = {k: _bind_inputs(v, step) for k, v in step.config.get("options", {}).items()}
+    if "chat" in suites and "skill" in step.config:  # a validation step: the skill's own validation files
+        data = [ref.path for role, ref in step.inputs.items() if role.startswith("data.")]
+        options["chat"] = {**options.get("chat", {}), "path": data}
     # The spec's eval map says which score each suite counts towards (over the suite's own category).
     categories = {name: score for score, names in ctx.spec.eval.items() for name in names}
     result = evaluate(
@@ -366,6 +365,17 @@ def run_eval(step: Step, ctx: StepContext, out: Path) -> dict[str, Any]:
     if "chat" in suites:
         record["chat"] = result["suites"]["chat"]
     return record
+
+
+def _bind_inputs(value: Any, step: Step) -> Any:
+    """Option values naming an input (``"@input:ROLE"``, see the DAG) replaced by that input's path."""
+    if isinstance(value, str) and value.startswith(INPUT_REF):
+        return step.inputs[value.removeprefix(INPUT_REF)].path
+    if isinstance(value, list):
+        return [_bind_inputs(v, step) for v in value]
+    if isinstance(value, dict):
+        return {k: _bind_inputs(v, step) for k, v in value.items()}
+    return value
 
 
 EXECUTORS: dict[str, Callable[[Step, StepContext, Path], dict[str, Any]]] = {
