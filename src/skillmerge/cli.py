@@ -303,6 +303,7 @@ def _register_stage_commands() -> None:
     from skillmerge.merge.command import merge_command
     from skillmerge.report.command import report_command
     from skillmerge.train.command import train_command
+    from skillmerge.world.command import world_make_command
 
     app.command("train")(train_command)
     app.command("merge")(merge_command)
@@ -315,6 +316,12 @@ def _register_stage_commands() -> None:
     judge_app.command("refusal")(judge_refusal_command)
     judge_app.command("validate")(judge_validate_command)
     app.add_typer(judge_app, name="judge")
+    world_app = typer.Typer(
+        help="Synthetic skill world: a general mix plus science, safety and coding skills.",
+        no_args_is_help=True,
+    )
+    world_app.command("make")(world_make_command)
+    app.add_typer(world_app, name="world")
 
 
 _register_stage_commands()
