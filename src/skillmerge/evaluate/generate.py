@@ -166,6 +166,24 @@ def end_of_turn_ids(template: ChatTemplate, tokenizer: PreTrainedTokenizerBase) 
 # The backend
 
 
+@dataclass(frozen=True)
+class MatchResult:
+    """Teacher-forced verdict on one continuation (:meth:`HFBackend.greedy_match`).
+
+    ``matched``: greedy decoding reproduces the continuation's tokens (and, with ``stop``, then ends the
+    turn); ``logprob``: ``Σ log p`` of the continuation tokens (natural log, as ``loglikelihood``);
+    ``first_margin``: logit of the first continuation token minus the largest other logit there (> 0 iff
+    that token is the strict argmax); ``n_tokens``: continuation tokens; ``first_mismatch``: index of the
+    first token whose argmax differs (``n_tokens`` when only the end of turn is missing), None if matched.
+    """
+
+    matched: bool
+    logprob: float
+    first_margin: float
+    n_tokens: int
+    first_mismatch: int | None = None
+
+
 @dataclass
 class GenerationStats:
     """Counters over a backend's lifetime (the throughput benchmark reads them)."""
@@ -483,6 +501,67 @@ class HFBackend:
             out.append(float(logprobs.gather(-1, target[:, None]).sum()))
         return out
 
+    @torch.inference_mode()
+    def greedy_match(
+        self, requests: Sequence[tuple[Conversation, str]], *, stop: bool = False
+    ) -> list[MatchResult]:
+        """Would greedy decoding write each continuation? One teacher-forced forward pass per batch.
+
+        The continuation is tokenized on its own (as :meth:`loglikelihood` and training do); it matches
+        when at every one of its positions the argmax of the logits is its token, which is exactly when
+        greedy generation reproduces those tokens. With ``stop`` the argmax after its last token must also
+        be an end-of-turn token (:attr:`stop_ids`): the model would end its reply there. Batching,
+        truncation and therefore ``logprob`` are those of :meth:`loglikelihood`. A continuation the model
+        would write with another tokenization of the same text does not match.
+        """
+        if not requests:
+            raise UsageError("no requests to score (empty prompt set)")
+        encoded: list[tuple[list[int], list[int]]] = []
+        for i, (conversation, continuation) in enumerate(requests):
+            cont = list(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
+            if not cont:
+                raise UsageError(f"request {i}: the continuation {continuation!r} has no tokens")
+            room = self.max_length - len(cont)
+            if room < 1:
+                raise UsageError(
+                    f"request {i}: continuation longer than the model's context ({self.max_length})"
+                )
+            encoded.append((self.encode_prompt(conversation)[-room:], cont))
+        results: list[MatchResult | None] = [None] * len(encoded)
+        order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
+        for batch in _chunks(order, self.batch_size):
+            pairs = [encoded[i] for i in batch]
+            width = max(len(c) + len(x) for c, x in pairs)
+            keep = max(len(x) for _, x in pairs) + 1
+            input_ids = torch.full((len(pairs), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(pairs), width), dtype=torch.long)
+            for row, (context, cont) in enumerate(pairs):
+                ids = context + cont
+                input_ids[row, width - len(ids) :] = torch.tensor(ids)
+                mask[row, width - len(ids) :] = 1
+            input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            extra = {"logits_to_keep": keep} if self._keeps_logits else {}
+            logits = self._forward(input_ids=input_ids, attention_mask=mask, position_ids=positions, **extra)
+            logits = logits[:, -keep:, :].float()
+            for row, (i, (_, cont)) in enumerate(zip(batch, pairs, strict=True)):
+                # Kept column j predicts absolute position width − keep + j + 1: the continuation's tokens are
+                # predicted by columns keep−1−len(cont) ... keep−2, the token after it by the last column.
+                start = keep - 1 - len(cont)
+                scores = logits[row, start : start + len(cont)]
+                target = torch.tensor(cont, device=scores.device)
+                logprob = float(torch.log_softmax(scores, dim=-1).gather(-1, target[:, None]).sum())
+                wrong = (scores.argmax(dim=-1) != target).nonzero()
+                mismatch = int(wrong[0, 0]) if len(wrong) else None
+                if mismatch is None and stop and int(logits[row, -1].argmax()) not in self.stop_ids:
+                    mismatch = len(cont)
+                first = scores[0]
+                others = first.clone()
+                others[cont[0]] = float("-inf")
+                margin = float(first[cont[0]] - others.max())
+                results[i] = MatchResult(mismatch is None, logprob, margin, len(cont), mismatch)
+        return [r for r in results if r is not None]
+
 
 def _check_params(params: GenerationParams) -> None:
     if params.max_new_tokens < 1:
@@ -498,6 +577,7 @@ def _check_params(params: GenerationParams) -> None:
 __all__ = [
     "GenerationStats",
     "HFBackend",
+    "MatchResult",
     "PromptEncoder",
     "end_of_turn_ids",
     "recorded_templates",

@@ -52,6 +52,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "science",
     "chat",
     "perplexity",
+    "world",
 )
 IMPORT_ERRORS: dict[str, str] = {}
 
