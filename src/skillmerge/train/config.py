@@ -87,6 +87,10 @@ class TrainConfig(BaseModel):
     precision: Literal["fp32", "bf16"] = "fp32"
     gradient_checkpointing: bool = False
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    # Regular expressions over parameter names (re.search); matching weights stay frozen in full finetuning,
+    # e.g. ["embed_tokens", "layers\\.([0-9]|1[0-9])\\."] trains only layers 20+ and the norms: backward
+    # then stops at the first trained layer, so training is cheaper (the task vector is zero elsewhere).
+    freeze: list[str] = Field(default_factory=list)
     save_steps: int | None = Field(None, gt=0)  # checkpoint every K optimizer steps
     save_total_limit: int = Field(2, gt=0)  # checkpoints kept (oldest removed)
     checkpoint_dir: str | None = None  # default: OUT.checkpoints next to the output

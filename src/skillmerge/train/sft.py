@@ -21,6 +21,7 @@ with A accumulation steps and P processes with A/P give the same gradients up to
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from contextlib import nullcontext
@@ -120,6 +121,8 @@ def train(config: TrainConfig) -> TrainResult:
         if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
             raise UsageError("lora: LoRA under FSDP/DeepSpeed is not supported yet; use DDP (ddp.yaml)")
         model = apply_lora(model, config.lora)
+    if config.freeze:
+        _freeze(model, config.freeze)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
@@ -134,7 +137,7 @@ def train(config: TrainConfig) -> TrainResult:
     scheduler = make_scheduler(optimizer, config.schedule, total_steps, config.warmup_ratio)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)  # stepped by us, once per optimizer step
-    if config.lora.enabled:
+    if config.lora.enabled or config.freeze:  # frozen weights come from the start model on resume
         accelerator.register_save_state_pre_hook(drop_frozen_weights)
     log(
         f"model: {cost.total_params:,} parameters, {cost.trainable_params:,} trainable; "
@@ -150,7 +153,7 @@ def train(config: TrainConfig) -> TrainResult:
         if path is None:
             raise UsageError(f"{ckpt_dir}: --resume given but there is no checkpoint to resume from")
         check_same_run(path, read_trainer_state(path)["trajectory"], config.trajectory())
-        state = load_checkpoint(accelerator, path, adapter_only=config.lora.enabled)
+        state = load_checkpoint(accelerator, path, adapter_only=config.lora.enabled or bool(config.freeze))
         start_step, metrics_lines = state["step"], state["metrics_lines"]
         cost = TrainCost.from_dict(state["cost"])
         log(f"resumed from {path} at step {start_step}")
@@ -323,6 +326,25 @@ def _validation_loss(
     model.train()
     total = accelerator.reduce(total, reduction="sum")
     return float(total[0] / total[1].clamp(min=1))
+
+
+def _freeze(model: torch.nn.Module, patterns: list[str]) -> None:
+    """Stop gradients for parameters whose name matches any of ``patterns`` (each must match something)."""
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as err:
+            raise UsageError(f"freeze: {pattern!r} is not a regular expression ({err})") from None
+    names = [name for name, _ in model.named_parameters()]
+    for pattern, regex in zip(patterns, compiled, strict=True):
+        if not any(regex.search(name) for name in names):
+            raise UsageError(f"freeze: {pattern!r} matches no parameter (e.g. {names[0]!r})")
+    for name, param in model.named_parameters():
+        if any(regex.search(name) for regex in compiled):
+            param.requires_grad_(False)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise UsageError(f"freeze: {patterns} freezes every parameter; nothing would train")
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
