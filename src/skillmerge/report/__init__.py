@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from skillmerge.atomic import atomic_dir
+from skillmerge.report.findings import findings, findings_report_table
 from skillmerge.report.plots import all_plots
 from skillmerge.report.results import Results, collect
 from skillmerge.report.tables import (
@@ -48,6 +49,7 @@ def summary(results: Results) -> dict[str, Any]:
         "interference": interference_data(results),
         "pareto": pareto_fronts(results),
         "best_rule": BEST_RULE,
+        "findings": findings(results),
     }
 
 
@@ -66,7 +68,7 @@ def run(
     run_dir = Path(run_dir)
     results = collect(run_dir, skill_scores)
     target = Path(out) if out is not None else run_dir / REPORT_DIR
-    tables = all_tables(results)
+    tables = [*all_tables(results), findings_report_table(findings(results))]
     plots = all_plots(results)
     name = str(results.run.get("spec", run_dir.name))
     top = cost_line(results)
