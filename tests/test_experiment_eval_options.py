@@ -406,3 +406,20 @@ def test_chat_suite_reads_its_file_from_eval_options(tmp_path: Path, tiny_model_
     assert outcome.outcome == "ran", outcome.error
     items = (tmp_path / "run").glob("steps/eval--general.*/eval/chat/items.jsonl")
     assert [len(p.read_text().splitlines()) for p in items] == [2]
+
+
+def test_wise_ft_interpolates_towards_the_cft_model(root: Path) -> None:
+    merge = {"methods": ["task_arithmetic", "wise_ft", "linear"], "omegas": [0.5]}
+    models = {"base": "models/base", "general": "models/other"}
+    steps = _steps(_spec(root, PPL, merge=merge, models=models))
+    assert steps["merge/ptm/wise_ft/safety/cap2/seed0/w0.5"].deps[-1] == CFT
+    assert steps["merge/ptm/task_arithmetic/safety/cap2/seed0/w0.5"].deps[-1] == SKILL
+    assert steps["merge/ptm/linear/safety/cap2/seed0/w0.5"].deps[-1] == SKILL
+    formula = steps["merge/ptm/wise_ft/safety/cap2/seed0/w0.5"].config["formula"]
+    assert formula == "theta_G + omega * (theta_CFT - theta_G)"
+
+
+def test_wise_ft_without_cft_is_refused(root: Path) -> None:
+    merge = {"methods": ["wise_ft"], "omegas": [0.5]}
+    with pytest.raises(UsageError, match="wise_ft interpolates θ_G towards the CFT model"):
+        load_spec(_spec(root, PPL, merge=merge, methods=["ptm"]))

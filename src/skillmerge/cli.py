@@ -287,11 +287,18 @@ def _corpus_texts(paths: list[Path]):
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Where the demo writes.")] = Path("runs/demo"),
+    full: Annotated[
+        bool, typer.Option("--full", help="Every skill, two data sizes, more data (much longer).")
+    ] = False,
+    results: Annotated[
+        Path | None, typer.Option("--results", help="Also write wall time and findings to this JSON file.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes for merge/eval steps.")] = 1,
 ) -> None:
-    """Run the default end-to-end example on SmolLM2-135M-Instruct (offline, CPU, about a minute)."""
+    """The paper's experiment on SmolLM2-135M and a synthetic skill world (offline, CPU, ≤ 10 minutes)."""
     from skillmerge.demo import run
 
-    run(out)
+    run(out, full=full, results_file=results, workers=workers)
 
 
 def _register_stage_commands() -> None:

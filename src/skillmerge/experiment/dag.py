@@ -264,7 +264,7 @@ def expand(spec: ExperimentSpec, eval_limit: int | None = None) -> list[Step]:
         names = [s.name for s in spec.data.skills]
         groups = {tuple(names)} | set(combinations(names, 2))
         for group in sorted(groups, key=lambda g: (len(g), g)):
-            for method in spec.merge.methods:
+            for method in [m for m in spec.merge.methods if m != "wise_ft"]:  # wise_ft: one model only
                 for rule in spec.selection.rules:
                     deps = [skill_models[n] for n in group] + [general_data]
                     if rule == "validation":  # ω_k comes from each skill's own PTM pick
@@ -286,6 +286,15 @@ def expand(spec: ExperimentSpec, eval_limit: int | None = None) -> list[Step]:
     return steps
 
 
+FORMULAS = {
+    "task_arithmetic": "theta_G + omega * (theta_D - theta_base)",
+    "ties": "theta_G + omega * trim_elect_sign(theta_D - theta_base)",
+    "dare_ties": "theta_G + omega * dare(theta_D - theta_base)",
+    "linear": "(theta_G + omega * theta_D) / (1 + omega)",
+    "wise_ft": "theta_G + omega * (theta_CFT - theta_G)",
+}
+
+
 def _ptm_sweep(
     spec: ExperimentSpec,
     graph: _Graph,
@@ -301,13 +310,16 @@ def _ptm_sweep(
     for method in spec.merge.methods:
         for omega in spec.merge.omega_values():
             merged_id = f"merge/ptm/{method}/{tag}/w{omega:g}"
+            # WiSE-FT interpolates θ_G towards the CFT model (θ_G finetuned on D), not towards θ_D.
+            source = f"train/cft/{tag}" if method == "wise_ft" else skill_model
+            formula = FORMULAS.get(method, FORMULAS["task_arithmetic"])
             config = {
                 "merge": method,
                 "omega": omega,
-                "formula": "theta_G + omega * (theta_D - theta_base)",
+                "formula": formula,
                 "parameters": spec.merge.parameters_for(method),
             }
-            merged = from_general(merged_id, "merge", config, (skill_model,), {"base": graph.base})
+            merged = from_general(merged_id, "merge", config, (source,), {"base": graph.base})
             evaluate(merged, merged_id.removeprefix("merge/"))
             if spec.needs_validation:
                 graph.add(

@@ -321,7 +321,9 @@ class ExperimentSpec(BaseModel):
     def _consistent(self) -> ExperimentSpec:
         if "general" not in self.eval:
             raise ValueError("eval: a 'general' score is needed (the ω constraint and every table use it)")
-        unknown = sorted(set(self.eval_options) - set(self.suites()))
+        # ``chat`` scores each skill on its validation files when ω is picked on validation data.
+        evaluated = set(self.suites()) | ({"chat"} if self.needs_validation else set())
+        unknown = sorted(set(self.eval_options) - evaluated)
         if unknown:
             raise ValueError(f"eval.options: suite {unknown[0]!r} is not evaluated (not named under eval)")
         for suite, opts in self.eval_options.items():
@@ -334,6 +336,10 @@ class ExperimentSpec(BaseModel):
                     f"data.skills.{i}.validation: skill {skill.name!r} has no validation data, "
                     "which the validation pick of ω needs"
                 )
+        if "wise_ft" in self.merge.methods and "ptm" in self.methods and "cft" not in self.methods:
+            raise ValueError(
+                "merge.methods: wise_ft interpolates θ_G towards the CFT model; add cft to methods"
+            )
         if "multi_skill" in self.methods and len(self.data.skills) < 2:
             raise ValueError("methods: multi_skill needs at least two skills")
         if len(set(self.methods)) != len(self.methods):
