@@ -149,6 +149,8 @@ class TrainConfig(BaseModel):
             "log_steps",
             "report_to",
         }
+        if not self.freeze:  # nothing frozen: the same trajectory (and cache keys) as before the option
+            skip.add("freeze")
         return _flatten(self.model_dump(mode="json", exclude=skip))
 
 
