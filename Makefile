@@ -1,5 +1,6 @@
 # skillmerge — two commands for a newcomer: `make demo` and `make test`.
-#   make demo    create .venv if needed, install, run the embedded default end-to-end run
+#   make demo    create .venv if needed, install, run the paper's experiment on SmolLM2 + the skill world
+#                (≤ 10 min on 2 CPU cores; wall time and findings → benchmarks/results/demo.json)
 #   make test    install if needed, run the whole test suite (CI runs exactly this)
 #   make bench   run every benchmark in benchmarks/ (results in benchmarks/results/*.json)
 #   make lint    ruff check + format check
@@ -30,7 +31,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/skillmerge demo
+	$(VENV)/bin/skillmerge demo --results benchmarks/results/demo.json $(DEMO_ARGS)
 
 # pytest exits 5 when it collects no tests; that must fail loudly, not pass silently.
 test: $(STAMP)

@@ -25,7 +25,7 @@ from rich.table import Table
 
 SPECS = {False: "demo_spec.yaml", True: "demo_spec_full.yaml"}
 WORLD_SIZES = {
-    False: {"general": 384, "science": 256, "safety": 256, "coding": 256},
+    False: {"general": 256, "science": 256, "safety": 192, "coding": 256},
     True: {"general": 1024, "science": 512, "safety": 512, "coding": 512},
 }
 
