@@ -108,6 +108,20 @@ def run(
     return record
 
 
+def _label(row: Any) -> str:
+    """``θ_G``, ``RT safety``, ``PTM task_arithmetic ω=0.5 safety``, ``multi linear safety+science``."""
+    names = {"general": "θ_G", "rt": "RT", "cft": "CFT", "cft_replay": "CFT+replay", "multi_skill": "multi"}
+    head = names.get(row.method) or (
+        "WiSE-FT" if row.method == "ptm:wise_ft" else "PTM " + row.method.split(":", 1)[1]
+    )
+    if row.method == "multi_skill":
+        head += f" {row.merge} {row.rule}"
+    omega = f" ω={row.omega:g}" if row.omega is not None else ""
+    what = "+".join(row.skills) if row.skills else (row.skill or "")
+    size = f" {row.size}" if row.size and row.method != "general" else ""
+    return f"{head}{omega} {what}{size}".strip()
+
+
 def print_summary(results: Any, found: dict[str, dict], console: Console) -> None:
     """One row per evaluated test model (scores 0-100), then the findings with holds / does not hold."""
     table = Table(title="test scores (0-100)")
@@ -115,10 +129,10 @@ def print_summary(results: Any, found: dict[str, dict], console: Console) -> Non
     present = [k for k in keys if any(r.scores.get(k) is not None for r in results.evals)]
     for column in ["model", *present, "train tokens"]:
         table.add_column(column, justify="left" if column == "model" else "right")
-    for row in results.evals:
-        if row.split != "test":
-            continue
-        cells = [row.id.removeprefix("eval/")]
+    order = ["general", "rt", "cft", "cft_replay", "ptm", "multi_skill"]
+    rows = sorted(results.test_rows(), key=lambda r: (order.index(r.family), r.method, r.omega or 0.0))
+    for row in rows:
+        cells = [_label(row)]
         cells += ["—" if row.scores.get(k) is None else f"{row.scores[k]:.1f}" for k in present]
         cells.append("—" if row.cost is None else f"{row.cost.tokens:,}")
         table.add_row(*cells)

@@ -104,7 +104,11 @@ def _some(verdicts: list[bool | None]) -> bool | None:
 def _rows(
     results: Results, skill: str, *, family: str | None = None, method: str | None = None
 ) -> list[EvalRow]:
-    """Single-skill test rows of ``skill`` of one family (``ptm``, ``rt`` …) or exact method."""
+    """Single-skill test rows of ``skill`` of one family (``ptm``, ``rt`` …) or exact method.
+
+    The ``ptm`` family here means merges of θ_D: WiSE-FT rows (θ_G + ω·(θ_CFT − θ_G)) are built from the CFT
+    model, cost a CFT training and equal CFT at ω = 1, so they only count when asked for by ``method``.
+    """
     return [
         r
         for r in results.test_rows()
@@ -112,6 +116,7 @@ def _rows(
         and r.method != "multi_skill"
         and (family is None or r.family == family)
         and (method is None or r.method == method)
+        and (method is not None or family != "ptm" or r.method != "ptm:wise_ft")
     ]
 
 
