@@ -469,3 +469,13 @@ def test_findings_module_does_not_import_torch() -> None:
         "sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_wise_ft_rows_are_not_the_best_ptm_in_f2_and_f4(full: FakeRun) -> None:
+    # A WiSE-FT row (built from the CFT model) with the top skill score must not stand in for PTM.
+    before = _findings(full)
+    full.ptm("wise_ft", "safety", "cap20", 1.0, general=10.0, safety=99.0, exaggerated_refusal=0.0)
+    after = _findings(full)
+    assert after["F2"]["per_skill"]["safety"]["ptm_id"] == before["F2"]["per_skill"]["safety"]["ptm_id"]
+    assert "wise_ft" not in after["F2"]["per_skill"]["safety"]["ptm_id"]
+    assert after["F4"]["ptm_id"] == before["F4"]["ptm_id"]
