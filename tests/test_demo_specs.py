@@ -47,12 +47,12 @@ def _inputs(root: Path, spec_name: str) -> Path:
             "demo_spec.yaml",
             {
                 "train/general",
-                "train/rt/safety/cap96/seed0",
-                "train/cft/safety/cap96/seed0",
-                "train/skill/safety/cap96/seed0",
-                "merge/ptm/task_arithmetic/safety/cap96/seed0/w0.5",
-                "merge/ptm/linear/safety/cap96/seed0/w1",
-                "merge/ptm/wise_ft/safety/cap96/seed0/w0.5",
+                "train/rt/safety/pct100/seed0",
+                "train/cft/safety/pct100/seed0",
+                "train/skill/safety/pct100/seed0",
+                "merge/ptm/task_arithmetic/safety/pct100/seed0/w0.25",
+                "merge/ptm/linear/safety/pct100/seed0/w1",
+                "merge/ptm/wise_ft/safety/pct100/seed0/w0.5",
             },
         ),
         (

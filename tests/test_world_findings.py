@@ -1,8 +1,8 @@
 """The demo recipe, reduced to fit CI (minutes on 2 CPU cores): SmolLM2-135M-Instruct and the skill world.
 
-The same recipe as ``skillmerge demo`` (anchors in the general mix and in the skill data, a strong skill
-model, ChatML, upper layers trained) with less data and fewer evaluation items. It asserts, with margins, the
-findings the recipe achieves at this size:
+The same recipe as ``skillmerge demo`` (θ_base's own answers mixed into the general data, a strong skill model
+at lr 1e-4 for 2 epochs, ChatML without a system message) with less data and fewer evaluation items. It
+asserts, with margins, the findings the recipe achieves at this size:
 
 - CFT forgets: it loses at least 10% of θ_G's general score (F1, CFT side);
 - PTM adds the skill: θ_G + ω·τ_D refuses far more held-out harmful requests than θ_G (F4) ...
@@ -32,14 +32,14 @@ SPEC = {
         "skills": [
             {
                 "name": "safety",
-                "train": ["world/safety-train.jsonl", "anchors.jsonl"],
-                "sizes": {"caps": [48]},
+                "train": ["world/safety-train.jsonl"],
+                "sizes": {"percentages": [100]},
                 "score": "safety",
             }
         ],
     },
     "methods": ["cft", "ptm"],
-    "merge": {"methods": ["task_arithmetic"], "omegas": [0.5]},
+    "merge": {"methods": ["task_arithmetic"], "omegas": [1.0]},
     "selection": {"rules": ["heuristic"]},
     "training": {
         "default": {
@@ -47,10 +47,9 @@ SPEC = {
             "epochs": 1,
             "batch_size": 8,
             "data": {"max_len": 128, "template": "chatml"},
-            "freeze": ["embed_tokens", r"layers\.([0-9]|1[0-9])\."],
         },
-        "skill": {"lr": 2.0e-4, "epochs": 2},
-        "cft": {"lr": 2.0e-4, "epochs": 2},
+        "skill": {"lr": 1.0e-4, "epochs": 2},
+        "cft": {"lr": 1.0e-4, "epochs": 2},
     },
     "eval": {
         "limit": 32,
