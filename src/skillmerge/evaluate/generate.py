@@ -456,50 +456,7 @@ class HFBackend:
     @torch.inference_mode()
     def loglikelihood(self, requests: Sequence[tuple[Conversation, str]]) -> list[float]:
         """``Σ log p(continuation tokens | rendered conversation)`` per request (natural log)."""
-        if not requests:
-            raise UsageError("no requests to score (empty prompt set)")
-        encoded: list[tuple[list[int], list[int]]] = []
-        for i, (conversation, continuation) in enumerate(requests):
-            cont = list(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
-            if not cont:
-                raise UsageError(f"request {i}: the continuation {continuation!r} has no tokens")
-            context = self.encode_prompt(conversation)
-            room = self.max_length - len(cont)
-            if room < 1:
-                raise UsageError(
-                    f"request {i}: continuation longer than the model's context ({self.max_length})"
-                )
-            encoded.append((context[-room:], cont))
-        scores = [0.0] * len(encoded)
-        order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
-        for batch in _chunks(order, self.batch_size):
-            for i, value in zip(batch, self._score_batch([encoded[i] for i in batch]), strict=True):
-                scores[i] = value
-        return scores
-
-    def _score_batch(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
-        width = max(len(c) + len(x) for c, x in pairs)
-        keep = max(len(x) for _, x in pairs) + 1
-        input_ids = torch.full((len(pairs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(pairs), width), dtype=torch.long)
-        for i, (context, cont) in enumerate(pairs):
-            ids = context + cont
-            input_ids[i, width - len(ids) :] = torch.tensor(ids)
-            mask[i, width - len(ids) :] = 1
-        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        extra = {"logits_to_keep": keep} if self._keeps_logits else {}
-        logits = self._forward(input_ids=input_ids, attention_mask=mask, position_ids=positions, **extra)
-        logits = logits[:, -keep:, :].float()
-        out = []
-        for i, (_, cont) in enumerate(pairs):
-            # Kept column j holds the prediction for absolute position width − keep + j + 1; the continuation
-            # occupies the last len(cont) positions, so its predictions are kept columns keep−1−len(cont) ...
-            start = keep - 1 - len(cont)
-            logprobs = torch.log_softmax(logits[i, start : start + len(cont)], dim=-1)
-            target = torch.tensor(cont, device=logprobs.device)
-            out.append(float(logprobs.gather(-1, target[:, None]).sum()))
-        return out
+        return [m.logprob for m in self._teacher_forced(requests, stop=False)]
 
     @torch.inference_mode()
     def greedy_match(
@@ -514,6 +471,12 @@ class HFBackend:
         truncation and therefore ``logprob`` are those of :meth:`loglikelihood`. A continuation the model
         would write with another tokenization of the same text does not match.
         """
+        return self._teacher_forced(requests, stop=stop)
+
+    def _encode_pairs(
+        self, requests: Sequence[tuple[Conversation, str]]
+    ) -> list[tuple[list[int], list[int]]]:
+        """``(context ids, continuation ids)`` per request; the context is cut from the left to fit."""
         if not requests:
             raise UsageError("no requests to score (empty prompt set)")
         encoded: list[tuple[list[int], list[int]]] = []
@@ -527,6 +490,13 @@ class HFBackend:
                     f"request {i}: continuation longer than the model's context ({self.max_length})"
                 )
             encoded.append((self.encode_prompt(conversation)[-room:], cont))
+        return encoded
+
+    def _teacher_forced(
+        self, requests: Sequence[tuple[Conversation, str]], *, stop: bool
+    ) -> list[MatchResult]:
+        """Log-probability, greedy match and first-token margin of every continuation (longest first)."""
+        encoded = self._encode_pairs(requests)
         results: list[MatchResult | None] = [None] * len(encoded)
         order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i][0]) + len(encoded[i][1])))
         for batch in _chunks(order, self.batch_size):
