@@ -23,3 +23,15 @@ def tiny_llama(tie: bool = True, seed: int = 0, **config: Any) -> LlamaForCausal
     }
     fields.update(config)
     return LlamaForCausalLM(LlamaConfig(**fields)).eval()
+
+
+# The config.json of a "model" the experiment DAG can fingerprint without loading it (plan-time tests).
+PLAN_CONFIG: dict[str, Any] = {
+    "hidden_size": 8,
+    "intermediate_size": 16,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "vocab_size": 32,
+    "tie_word_embeddings": True,
+}

@@ -10,19 +10,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from model_factory import PLAN_CONFIG
 from skillmerge.experiment.dag import expand, plan_text
 from skillmerge.experiment.spec import load_spec
 from skillmerge.world import make_world, write_world
 
-TINY = {
-    "hidden_size": 8,
-    "intermediate_size": 16,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "vocab_size": 32,
-    "tie_word_embeddings": True,
-}
+TINY = PLAN_CONFIG
 
 
 def _inputs(root: Path, spec_name: str) -> Path:

@@ -10,21 +10,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from model_factory import PLAN_CONFIG
 from skillmerge.errors import UsageError
 from skillmerge.experiment.dag import expand, model_params, plan_text
 from skillmerge.experiment.spec import load_spec
 from skillmerge.experiment.status import run_status, step_dir
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "demo-spec.yaml"
-TINY = {
-    "hidden_size": 8,
-    "intermediate_size": 16,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "vocab_size": 32,
-    "tie_word_embeddings": True,
-}
+TINY = PLAN_CONFIG
 
 
 def _chat(n: int, source: str, length: int = 40) -> str:

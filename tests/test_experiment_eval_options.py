@@ -15,6 +15,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from conftest import make_chat_records
+from model_factory import PLAN_CONFIG
 from skillmerge.data.records import ChatRecord, Message, write_jsonl
 from skillmerge.errors import UsageError
 from skillmerge.experiment.dag import Step, expand, fingerprint_input, step_key
@@ -24,15 +25,7 @@ from skillmerge.experiment.status import step_dir
 
 torch.set_num_threads(1)
 
-TINY = {
-    "hidden_size": 8,
-    "intermediate_size": 16,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "vocab_size": 32,
-    "tie_word_embeddings": True,
-}
+TINY = PLAN_CONFIG
 CFT = "train/cft/safety/cap2/seed0"
 SKILL = "train/skill/safety/cap2/seed0"
 
