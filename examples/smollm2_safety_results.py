@@ -1,6 +1,6 @@
 """Tables for docs/results/smollm2-safety.md from a finished run of examples/smollm2-safety.yaml.
 
-    python examples/smollm2_safety_results.py [runs/smollm2-safety] [--no-prob]
+    python examples/smollm2_safety_results.py [runs/smollm2-safety] [--spec SPEC] [--no-prob]
 
 Prints markdown: one row per model (θ_G, CFT, CFT+replay, PTM at each ω) with judged refusal per harmful
 set, XSTest-safe compliance, HumanEval pass@1, math and MC accuracy, perplexity on held-out θ_G answers,
@@ -77,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", nargs="?", default="runs/smollm2-safety")
     parser.add_argument("--no-prob", action="store_true", help="skip p(refusal) (loads every model)")
+    parser.add_argument("--spec", default="examples/smollm2-safety.yaml", help="the spec the run used")
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
-    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    spec_path = Path(run.get("spec_path") or "examples/smollm2-safety.yaml")  # run.json names the spec only
+    spec_path = Path(args.spec)  # run.json names the spec, not its file
     from skillmerge.experiment.select import heuristic_omega, pick_omega
     from skillmerge.experiment.spec import load_spec
 
