@@ -61,3 +61,24 @@ def tiny_tokenizer(chat_records: list[ChatRecord]) -> PreTrainedTokenizerFast:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: PreTrainedTokenizerFast) -> Path:
     """A randomly initialised ``tiny-1m`` Llama saved as an HF directory (do not modify it in tests)."""
     return make_tiny_model("tiny-1m", tiny_tokenizer, tmp_path_factory.mktemp("tiny") / "tiny-1m", seed=0)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (two cores shared with other jobs: faster and reproducible)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def train_file(tmp_path_factory: pytest.TempPathFactory, chat_records: list[ChatRecord]) -> Path:
+    """``chat_records`` written as a training JSONL file."""
+    from skillmerge.data.records import write_jsonl
+
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    write_jsonl(path, chat_records)
+    return path

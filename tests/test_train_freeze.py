@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from skillmerge.data.records import ChatRecord, write_jsonl
 from skillmerge.errors import UsageError
 from skillmerge.models.io import load_model
 from skillmerge.train import build_train_config, run
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def train_file(tmp_path_factory: pytest.TempPathFactory, chat_records: list[ChatRecord]) -> Path:
-    path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    write_jsonl(path, chat_records)
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fields(model: Path, data: Path, out: Path, **extra: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +19,7 @@ from skillmerge.models.tiny import make_tiny_model
 from skillmerge.train import build_train_config, run
 from skillmerge.train.cost import training_flops
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Two cores shared with other jobs: one thread is faster and makes runs reproducible.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def train_file(tmp_path_factory: pytest.TempPathFactory, chat_records: list[ChatRecord]) -> Path:
-    path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    write_jsonl(path, chat_records)
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fields(model: Path, data: Path, out: Path, **extra: Any) -> dict[str, Any]:
