@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
@@ -51,6 +50,7 @@ from skillmerge.train.checkpoint import (
 from skillmerge.train.config import TrainConfig
 from skillmerge.train.cost import TrainCost, count_params
 from skillmerge.train.data import BatchSchedule, prepare_data, validation_batches
+from skillmerge.train.head import TargetHead, token_loss_sum
 from skillmerge.train.lora import apply_lora, save_adapter_dir, write_adapter
 from skillmerge.train.schedule import make_scheduler
 
@@ -133,10 +133,12 @@ def train(config: TrainConfig) -> TrainResult:
         lr=config.lr,
         betas=(config.adam_beta1, config.adam_beta2),
         eps=config.adam_eps,
+        fused=_fused_adamw(model),
     )
     scheduler = make_scheduler(optimizer, config.schedule, total_steps, config.warmup_ratio)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)  # stepped by us, once per optimizer step
+    head = TargetHead(accelerator.unwrap_model(model))  # logits at target positions only
     if config.lora.enabled or config.freeze:  # frozen weights come from the start model on resume
         accelerator.register_save_state_pre_hook(drop_frozen_weights)
     log(
@@ -188,9 +190,9 @@ def train(config: TrainConfig) -> TrainResult:
             labels = batch.pop("labels")
             # Gradients are all-reduced only on the last micro-batch of the step.
             sync = nullcontext() if i == len(mine) - 1 else accelerator.no_sync(model)
-            with sync:
+            with sync, head.targets(labels):
                 logits = model(**batch, use_cache=False).logits
-                summed = _token_loss_sum(logits, labels)
+                summed = token_loss_sum(logits, labels)
                 accelerator.backward(summed * processes / max(1, n_targets))
             loss_sum += summed.detach()
         grad_norm = None
@@ -227,7 +229,7 @@ def train(config: TrainConfig) -> TrainResult:
         }
         if data.validation and config.eval_steps and (step + 1) % config.eval_steps == 0:
             val_loss = record["val_loss"] = _validation_loss(
-                accelerator, model, batches, data.validation, config
+                accelerator, model, batches, data.validation, config, head
             )
         metrics.write(record)
         if config.report_to:
@@ -243,7 +245,7 @@ def train(config: TrainConfig) -> TrainResult:
             save_checkpoint(accelerator, ckpt_dir, step + 1, trainer_state, config.save_total_limit)
     progress.close()
     if data.validation and not (config.eval_steps and total_steps % config.eval_steps == 0):
-        val_loss = _validation_loss(accelerator, model, batches, data.validation, config)
+        val_loss = _validation_loss(accelerator, model, batches, data.validation, config, head)
         log(f"validation loss {val_loss:.4f}")
     cost.finish()
     log(
@@ -292,13 +294,6 @@ def _show_step(progress: tqdm, record: dict[str, Any], total_steps: int, log: An
         )
 
 
-def _token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Σ cross-entropy over target tokens; position t predicts token t+1 (labels shift left by one)."""
-    return F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100, reduction="sum"
-    )
-
-
 @torch.no_grad()
 def _validation_loss(
     accelerator: Accelerator,
@@ -306,6 +301,7 @@ def _validation_loss(
     batches: BatchSchedule,
     examples: list,
     config: TrainConfig,
+    head: TargetHead,
 ) -> float:
     """Mean target-token loss over the validation set, each process taking every P-th bucket."""
     model.eval()
@@ -320,8 +316,9 @@ def _validation_loss(
             if v is not None
         }
         labels = batch.pop("labels")
-        logits = model(**batch, use_cache=False).logits
-        total[0] += _token_loss_sum(logits, labels).double()
+        with head.targets(labels):
+            logits = model(**batch, use_cache=False).logits
+        total[0] += token_loss_sum(logits, labels).double()
         total[1] += (labels[:, 1:] != -100).sum()
     model.train()
     total = accelerator.reduce(total, reduction="sum")
@@ -345,6 +342,12 @@ def _freeze(model: torch.nn.Module, patterns: list[str]) -> None:
             param.requires_grad_(False)
     if not any(p.requires_grad for p in model.parameters()):
         raise UsageError(f"freeze: {patterns} freezes every parameter; nothing would train")
+
+
+def _fused_adamw(model: torch.nn.Module) -> bool:
+    """Fused AdamW (one kernel for all tensors: ~6× faster steps on CPU) where every tensor allows it."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
