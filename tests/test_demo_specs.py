@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 from model_factory import PLAN_CONFIG
+from skillmerge.demo import WORLD_SIZES, shared_replay, write_data_inputs
 from skillmerge.experiment.dag import expand, plan_text
 from skillmerge.experiment.spec import load_spec
-from skillmerge.world import make_world, write_world
 
 TINY = PLAN_CONFIG
 
@@ -23,13 +23,10 @@ def _inputs(root: Path, spec_name: str) -> Path:
     model.mkdir(parents=True)
     (model / "config.json").write_text(json.dumps(TINY))
     save_file({"w": torch.zeros(2)}, str(model / "model.safetensors"))
-    write_world(
-        root / "world", make_world(0, train={"general": 16, "science": 16, "safety": 16, "coding": 16})
+    spec = write_data_inputs(
+        root, full=spec_name == "demo_spec_full.yaml", sizes=dict.fromkeys(WORLD_SIZES[False], 16), replay=6
     )
-    package = resources.files("skillmerge")
-    (root / "anchors.jsonl").write_bytes(package.joinpath("world", "anchors.jsonl").read_bytes())
-    spec = root / "demo.yaml"
-    spec.write_bytes(package.joinpath(spec_name).read_bytes())
+    assert spec.read_bytes() == resources.files("skillmerge").joinpath(spec_name).read_bytes()
     return spec
 
 
@@ -77,3 +74,22 @@ def test_anchors_are_theta_base_answers_to_ordinary_prompts() -> None:
     assert len(records) == 95 and not report.skipped
     assert {r.source for r in records} == {"general/anchor"}
     assert all(len(r.messages) == 2 and r.messages[1].content.endswith((".", "!", "?")) for r in records)
+
+
+def test_shared_replay_takes_each_family_in_turn_and_inputs_are_rewritten(
+    tmp_path: Path,
+) -> None:
+    spec = write_data_inputs(tmp_path, full=False, sizes=dict.fromkeys(WORLD_SIZES[False], 24), replay=9)
+    lines = (tmp_path / "replay.jsonl").read_text(encoding="utf-8").splitlines()
+    general = (tmp_path / "world" / "general-train.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 9 and set(lines) <= set(general)  # the replay is shared with θ_G's data
+    sources = [json.loads(line)["source"] for line in lines]
+    assert len(set(sources[:6])) == 6  # one of each of the six families before any repeats
+    everything = shared_replay(tmp_path / "world" / "general-train.jsonl", 1000)
+    assert sorted(everything) == sorted(general)  # asking for more than there is: each record once
+    # A second call with other sizes rewrites the world; nothing temporary is left behind.
+    write_data_inputs(tmp_path, full=False, sizes=dict.fromkeys(WORLD_SIZES[False], 12), replay=3)
+    assert len((tmp_path / "world" / "general-train.jsonl").read_text().splitlines()) == 12
+    assert len((tmp_path / "replay.jsonl").read_text().splitlines()) == 3
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+    assert spec.exists()

@@ -31,8 +31,8 @@ def gguf_path() -> Path:
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory: pytest.TempPathFactory, gguf_path: Path) -> Path:
-    return import_gguf(gguf_path, tmp_path_factory.mktemp("gguf") / "smollm2")
+def imported(smollm2_dir: Path) -> Path:
+    return smollm2_dir
 
 
 @pytest.fixture(scope="module")

