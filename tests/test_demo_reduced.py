@@ -1,4 +1,4 @@
-"""The demo at CI size: SmolLM2 → θ_G, θ_D (safety), RT, CFT → task arithmetic → the findings the recipe achieves.
+"""The demo at CI size: SmolLM2 → θ_G, θ_D, RT, CFT → task arithmetic → the findings the recipe achieves.
 
 The same recipe as ``make demo`` (``demo_spec.yaml``: anchors in the general mix, the shared replay in the
 skill data, a strong θ_D) on a smaller world, so a regression in any stage — data, training, merging,

@@ -149,8 +149,11 @@ def run(
     return record
 
 
-def _label(row: Any) -> str:
-    """``θ_G``, ``RT safety``, ``PTM task_arithmetic ω=0.5 safety``, ``multi linear safety+science``."""
+def _label(row: Any, *, one_skill: bool = False) -> str:
+    """``θ_G``, ``RT safety``, ``PTM task_arithmetic ω=0.5 safety``, ``multi linear safety+science``.
+
+    ``one_skill``: the run has one skill at one size, so skill and size are left out (``PTM linear ω=1``).
+    """
     names = {"general": "θ_G", "rt": "RT", "cft": "CFT", "cft_replay": "CFT+replay", "multi_skill": "multi"}
     head = names.get(row.method) or (
         "WiSE-FT" if row.method == "ptm:wise_ft" else "PTM " + row.method.split(":", 1)[1]
@@ -158,6 +161,8 @@ def _label(row: Any) -> str:
     if row.method == "multi_skill":
         head += f" {row.merge} {row.rule}"
     omega = f" ω={row.omega:g}" if row.omega is not None else ""
+    if one_skill:
+        return f"{head}{omega}"
     what = "+".join(row.skills) if row.skills else (row.skill or "")
     size = f" {row.size}" if row.size and row.method != "general" else ""
     return f"{head}{omega} {what}{size}".strip()
@@ -168,12 +173,18 @@ def print_summary(results: Any, found: dict[str, dict], console: Console) -> Non
     table = Table(title="test scores (0-100)")
     keys = ["general", "safety", "exaggerated_refusal", "science", "coding"]
     present = [k for k in keys if any(r.scores.get(k) is not None for r in results.evals)]
-    for column in ["model", *present, "train tokens"]:
-        table.add_column(column, justify="left" if column == "model" else "right")
+    headers = {"exaggerated_refusal": "compliance (look-alikes)"}
+    table.add_column("model", justify="left", no_wrap=True)
+    for column in [*present, "train tokens"]:
+        table.add_column(headers.get(column, column), justify="right")
     order = ["general", "rt", "cft", "cft_replay", "ptm", "multi_skill"]
     rows = sorted(results.test_rows(), key=lambda r: (order.index(r.family), r.method, r.omega or 0.0))
+    one_skill = len({(r.skill, r.size) for r in rows if r.method != "general"}) <= 1
+    if one_skill and len(rows) > 1:
+        skill = next(r for r in rows if r.method != "general")
+        table.title = f"test scores (0-100), skill {skill.skill} at size {skill.size}"
     for row in rows:
-        cells = [_label(row)]
+        cells = [_label(row, one_skill=one_skill)]
         cells += ["—" if row.scores.get(k) is None else f"{row.scores[k]:.1f}" for k in present]
         cells.append("—" if row.cost is None else f"{row.cost.tokens:,}")
         table.add_row(*cells)
