@@ -420,6 +420,27 @@ def test_f6_is_none_when_no_linear_or_wise_ft_row_is_within_five_points(full: Fa
     }
 
 
+def test_f6_interpolates_on_the_other_omega_curve_when_no_pair_is_within_five_points(full: FakeRun) -> None:
+    # linear's curve: ω 0.5 → (skill 20, general 52), ω 1 → (50, 40); TA ω 1 (39, 49.5) lies between.
+    for omega, coding, general in ((1.0, 50.0, 40.0), (0.5, 20.0, 52.0)):
+        step = f"eval/ptm/linear/python/cap20/seed0/w{omega:g}"
+        full.eval(step, step.replace("eval/", "merge/", 1), general=general, coding=coding)
+    linear = _findings(full)["F6"]["per_skill"]["python"]["linear"]
+    assert linear["interpolated"] is True and linear["ta_id"] == TA_PYTHON
+    assert linear["other_general"] == pytest.approx(52.0 - 12.0 * 19.0 / 30.0)
+    assert linear["general_margin"] == pytest.approx(49.5 - (52.0 - 12.0 * 19.0 / 30.0))
+    assert linear["holds"] is True
+
+
+def test_f6_is_unknown_when_one_method_cannot_be_compared_and_the_other_holds(full: FakeRun) -> None:
+    step = "eval/ptm/wise_ft/python/cap20/seed0/w0.5"  # one point, 26 below every TA row: no pair, no curve
+    full.eval(step, step.replace("eval/", "merge/", 1), general=47.0, coding=2.0)
+    f6 = _findings(full)["F6"]
+    assert f6["per_skill"]["python"]["linear"]["holds"] is True
+    assert f6["per_skill"]["python"]["wise_ft"] == {"holds": None, "reason": "no pair within 5 points"}
+    assert f6["holds"] is None
+
+
 # ------------------------------------------------------------------------------------------------ table
 
 

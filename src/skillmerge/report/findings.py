@@ -19,7 +19,10 @@ is measured by its own score (``Results.skill_scores``); "best" is :func:`skillm
   :func:`~skillmerge.report.tables.interference_data`).
 - **F6** per skill and m ∈ (linear, wise_ft): pairs (task-arithmetic row, m row) whose skill scores are within
   5 points are matched; the matched pair with the highest skill score both reach (ties: higher sum) is
-  compared; holds when task arithmetic's general score ≥ m's − 0.5 for every comparison.
+  compared; without such a pair, m's general score is interpolated on its ω curve at the skill score of the
+  highest task-arithmetic row inside the curve's range (``interpolated: true``). Holds when task
+  arithmetic's general score ≥ m's − 0.5 for every comparison; a method that cannot be compared makes the
+  verdict unknown unless another comparison fails.
 
 "For every skill" verdicts combine three-valued: any failing skill → False; else any skill that cannot be
 judged → None; else True. F5's "some skill loses" is the dual: any loss → True; else any unknown → None.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from itertools import pairwise
 from typing import Any
 
 from skillmerge.report.results import EvalRow, Results
@@ -414,8 +418,12 @@ def _f6(results: Results) -> dict[str, Any]:
             any_other = True
             pairs = [(a, b) for a in ta for b in other if abs(_v(a, key) - _v(b, key)) <= MATCH_POINTS + EPS]
             if not pairs:
-                reason = "no task_arithmetic row" if not ta else f"no pair within {MATCH_POINTS:g} points"
-                per_skill.setdefault(skill, {})[merge] = {"holds": None, "reason": reason}
+                entry = _f6_interpolated(ta, other, key)
+                if entry is None:
+                    reason = "no task_arithmetic row" if not ta else f"no pair within {MATCH_POINTS:g} points"
+                    entry = {"holds": None, "reason": reason}
+                per_skill.setdefault(skill, {})[merge] = entry
+                verdicts.append(entry["holds"])
                 continue
             # The highest skill score both rows reach; ties: the higher sum.
             a, b = max(
@@ -450,6 +458,48 @@ def _f6(results: Results) -> dict[str, Any]:
             else f"no task_arithmetic row within {MATCH_POINTS:g} points of a linear or wise_ft row"
         )
     return out
+
+
+def _f6_interpolated(ta: list[EvalRow], other: list[EvalRow], key: str) -> dict[str, Any] | None:
+    """No row pair within 5 points: read the other method's general score at a task-arithmetic row's skill
+    score off its ω curve (straight lines between the ω points of one size and seed; where several segments
+    reach that skill score, the best general score counts, so the comparison never favours task arithmetic).
+    The task-arithmetic row with the highest skill score inside the curve's range is compared; ``None`` when
+    no task-arithmetic row lies inside it.
+    """
+    curves: dict[tuple[str | None, int | None], list[EvalRow]] = defaultdict(list)
+    for row in other:
+        if row.omega is not None:
+            curves[(row.size, row.seed)].append(row)
+    best: dict[str, Any] | None = None
+    for a in sorted(ta, key=lambda r: -_v(r, key)):
+        target = _v(a, key)
+        found: list[tuple[float, EvalRow, EvalRow]] = []
+        for curve in curves.values():
+            points = sorted(curve, key=lambda r: r.omega or 0.0)
+            for lo, hi in pairwise(points):
+                s0, s1 = _v(lo, key), _v(hi, key)
+                if min(s0, s1) - EPS <= target <= max(s0, s1) + EPS and s0 != s1:
+                    t = (target - s0) / (s1 - s0)
+                    found.append((_v(lo, "general") + t * (_v(hi, "general") - _v(lo, "general")), lo, hi))
+        if not found:
+            continue
+        general, lo, hi = max(found, key=lambda f: f[0])
+        margin = _v(a, "general") - general
+        best = {
+            "score": key,
+            "ta_id": a.id,
+            "ta_skill": a.score(key),
+            "ta_general": a.score("general"),
+            "other_id": f"{lo.id} .. {hi.id}",
+            "other_skill": a.score(key),
+            "other_general": general,
+            "interpolated": True,
+            "general_margin": margin,
+            "holds": margin >= -GENERAL_SLACK - EPS,
+        }
+        break
+    return best
 
 
 # ---------------------------------------------------------------------------------------------- table
@@ -504,10 +554,13 @@ def _summary(key: str, f: dict[str, Any]) -> str:
                 if e["holds"] is None:
                     parts.append(f"{skill} vs {merge}: n.a. ({e['reason']})")
                     continue
-                parts.append(
-                    f"{skill} vs {merge}: general {e['ta_general']:.1f} vs {e['other_general']:.1f} "
-                    f"(skill {e['ta_skill']:.1f} vs {e['other_skill']:.1f})"
+                matched = (
+                    f"interpolated at skill {e['ta_skill']:.1f}"
+                    if e.get("interpolated")
+                    else f"skill {e['ta_skill']:.1f} vs {e['other_skill']:.1f}"
                 )
+                general = f"general {e['ta_general']:.1f} vs {e['other_general']:.1f}"
+                parts.append(f"{skill} vs {merge}: {general} ({matched})")
     if f["holds"] is None:
         parts.insert(0, f"n.a.: {f.get('reason', 'missing rows')}")
     return "; ".join(parts)
