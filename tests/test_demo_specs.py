@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from model_factory import PLAN_CONFIG
-from skillmerge.demo import WORLD_SIZES, shared_replay, write_data_inputs
+from skillmerge.demo import WORLD_SIZES, results_record, shared_replay, write_data_inputs
 from skillmerge.experiment.dag import expand, plan_text
 from skillmerge.experiment.spec import load_spec
 
@@ -93,3 +93,16 @@ def test_shared_replay_takes_each_family_in_turn_and_inputs_are_rewritten(
     assert len((tmp_path / "replay.jsonl").read_text().splitlines()) == 3
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
     assert spec.exists()
+
+
+def test_a_cached_rerun_keeps_the_fresh_runs_timing_in_the_results_record() -> None:
+    findings = {"F1": {"holds": False}}
+    fresh = {"wall_seconds": 536.0, "full": False, "steps": {"total": 27, "ran": 27}, "findings": findings}
+    cached = {"wall_seconds": 4.1, "full": False, "steps": {"total": 27, "ran": 0}, "findings": findings}
+    assert results_record(fresh, cached) == {**fresh, "cached_rerun_seconds": 4.1}
+    assert results_record(None, cached) == cached  # nothing fresh to keep
+    other = {**cached, "findings": {"F1": {"holds": True}}}
+    assert results_record(fresh, other) == other  # different results: the record is replaced
+    partial = {**cached, "steps": {"total": 27, "ran": 5}}
+    assert results_record(fresh, partial) == partial  # a partly fresh run is its own measurement
+    assert results_record({**fresh, "full": True}, cached) == cached

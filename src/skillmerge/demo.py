@@ -137,15 +137,35 @@ def run(
         "full": full,
         "steps": {"total": len(summary.outcomes), "ran": sum(o.outcome == "ran" for o in summary.outcomes)},
         "report": str(report_dir / "report.html"),
-        "findings": found,
+        "findings": json.loads(json.dumps(found, default=str)),
     }
     if results_file is not None:
         path = Path(results_file)
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except ValueError:
+            previous = None  # an unreadable old record is replaced
+        record = results_record(previous if isinstance(previous, dict) else None, record)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         tmp.replace(path)
     console.rule(f"done in {wall:.0f} s — report: {report_dir / 'report.html'}")
+    return record
+
+
+def results_record(previous: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
+    """What ``--results`` keeps: a run read entirely from the cache does not replace the timing of the fresh
+    run it read (same findings, every step ran) — it adds ``cached_rerun_seconds`` to it instead."""
+    cached = record["steps"]["ran"] == 0
+    fresh_before = (
+        previous is not None
+        and previous.get("steps", {}).get("ran") == previous.get("steps", {}).get("total")
+        and previous.get("full") == record["full"]
+        and previous.get("findings") == record["findings"]
+    )
+    if cached and fresh_before:
+        return {**previous, "cached_rerun_seconds": record["wall_seconds"]}
     return record
 
 
