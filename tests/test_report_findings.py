@@ -147,6 +147,14 @@ def test_every_finding_holds_on_the_full_run_with_exact_numbers(full: FakeRun) -
         "ptm_omega": 1.0,
         "ptm_general": 49.5,
         "ptm_loss": pytest.approx(0.01),
+        # Of the TA rows with ≥ 90% of RT's gain (≥ 18 of 20), the least general loss: the same row here.
+        "ptm_at_rt_gain": {
+            "id": TA_PYTHON,
+            "omega": 1.0,
+            "skill": 39.0,
+            "general": 49.5,
+            "loss": pytest.approx(0.01),
+        },
         "holds": True,
     }
     assert f1["per_skill"]["safety"]["cft_loss"] == pytest.approx(0.12)
@@ -342,6 +350,16 @@ def test_f6_compares_general_on_the_best_matched_pair(
     assert f6["per_skill"]["python"]["linear"]["general_margin"] == pytest.approx(margin)
     assert f6["per_skill"]["python"]["wise_ft"]["holds"] is True
     assert f6["min_general_margin"] == pytest.approx(margin)
+
+
+def test_f1_reports_where_the_trade_off_sits_without_changing_its_verdict(full: FakeRun) -> None:
+    step = "eval/ptm/task_arithmetic/python/cap20/seed0/w0.5"  # now 18.5 of RT's 20 points, general kept
+    full.eval(step, step.replace("eval/", "merge/", 1), general=50.0, coding=38.5)
+    f = _findings(full)
+    near = f["F1"]["per_skill"]["python"]["ptm_at_rt_gain"]
+    assert (near["id"], near["omega"], near["loss"]) == (step, 0.5, 0.0)
+    assert f["F1"]["per_skill"]["python"]["ptm_id"] == TA_PYTHON  # the verdict still uses the best-skill row
+    assert "(PTM at ω 0.5, with ≥ 90% of RT's skill gain, loses 0.0%)" in findings_table(f)
 
 
 # ------------------------------------------------------------------------------------------------- None

@@ -6,7 +6,8 @@ is measured by its own score (``Results.skill_scores``); "best" is :func:`skillm
 (highest skill score, ties: higher general, then fewer FLOPs).
 
 - **F1** per skill: the best CFT row loses ≥ 10% of θ_G's general score, the best task-arithmetic PTM row
-  loses ≤ 2% (loss = ``(G0 − g) / G0``).
+  loses ≤ 2% (loss = ``(G0 − g) / G0``). Reported beside it, not judged: the task-arithmetic row that loses
+  least while reaching ≥ 90% of RT's skill gain (``ptm_at_rt_gain``), i.e. where the trade-off sits.
 - **F2** per skill: ``(max PTM skill − θ_G skill) / (max RT skill − θ_G skill) ≥ 0.9`` (PTM = every merge
   method; the ratio is undefined when RT gains nothing).
 - **F3** per skill and data size: θ_D's training tokens (a PTM row's cost; merging adds none) ÷ RT's training
@@ -164,6 +165,7 @@ def _f1(results: Results, general: EvalRow) -> dict[str, Any]:
         }
         entry["cft_loss"] = _loss(entry["cft_general"], g0)
         entry["ptm_loss"] = _loss(entry["ptm_general"], g0)
+        entry["ptm_at_rt_gain"] = _ptm_at_rt_gain(results, skill, key, general)
         if entry["cft_loss"] is None or entry["ptm_loss"] is None:
             missing = [
                 f"no {name} row" if row is None else f"{name} row has no general score"
@@ -193,6 +195,33 @@ def _f1(results: Results, general: EvalRow) -> dict[str, Any]:
     if reason is not None:
         out["reason"] = reason
     return out
+
+
+def _ptm_at_rt_gain(results: Results, skill: str, key: str, general: EvalRow) -> dict[str, Any] | None:
+    """Context for F1 (not part of its verdict): of the task-arithmetic rows that reach ≥ 90% of the best RT
+    row's skill gain over θ_G, the one that loses the least general score (``None`` without such a row)."""
+    g0, s0 = general.score("general"), general.score(key)
+    rt = best(_rows(results, skill, family="rt"), key)
+    if rt is None or not _finite(s0) or not _finite(rt.score(key)) or not _finite(g0) or not g0:
+        return None
+    gain_rt = float(rt.score(key)) - float(s0)  # type: ignore[arg-type]
+    if gain_rt <= 0:
+        return None
+    rows = [
+        r
+        for r in _scored(_rows(results, skill, method="ptm:task_arithmetic"), key)
+        if _v(r, key) - float(s0) >= GAIN_RATIO * gain_rt - EPS  # type: ignore[arg-type]
+    ]
+    if not rows:
+        return None
+    row = max(rows, key=lambda r: (_v(r, "general"), _v(r, key)))
+    return {
+        "id": row.id,
+        "omega": row.omega,
+        "skill": _v(row, key),
+        "general": _v(row, "general"),
+        "loss": _loss(_v(row, "general"), g0),
+    }
 
 
 # ------------------------------------------------------------------------------------------------- F2
@@ -518,9 +547,13 @@ def _summary(key: str, f: dict[str, Any]) -> str:
                 parts.append(f"{skill}: n.a. ({e['reason']})")
                 continue
             omega = "" if e["ptm_omega"] is None else f" (ω {e['ptm_omega']:g})"
-            parts.append(
-                f"{skill}: CFT loses {100 * e['cft_loss']:.1f}%, PTM{omega} loses {100 * e['ptm_loss']:.1f}%"
-            )
+            text = f"{skill}: CFT loses {100 * e['cft_loss']:.1f}%, "
+            text += f"PTM{omega} loses {100 * e['ptm_loss']:.1f}%"
+            near = e.get("ptm_at_rt_gain")
+            if near and near["id"] != e["ptm_id"]:
+                at = "" if near["omega"] is None else f" at ω {near['omega']:g}"
+                text += f" (PTM{at}, with ≥ 90% of RT's skill gain, loses {100 * near['loss']:.1f}%)"
+            parts.append(text)
     elif key == "F2":
         for skill, e in f.get("per_skill", {}).items():
             if e["gain_ptm"] is None:
