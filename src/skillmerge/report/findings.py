@@ -500,7 +500,6 @@ def _f6_interpolated(ta: list[EvalRow], other: list[EvalRow], key: str) -> dict[
     for row in other:
         if row.omega is not None:
             curves[(row.size, row.seed)].append(row)
-    best: dict[str, Any] | None = None
     for a in sorted(ta, key=lambda r: -_v(r, key)):
         target = _v(a, key)
         found: list[tuple[float, EvalRow, EvalRow]] = []
@@ -515,7 +514,7 @@ def _f6_interpolated(ta: list[EvalRow], other: list[EvalRow], key: str) -> dict[
             continue
         general, lo, hi = max(found, key=lambda f: f[0])
         margin = _v(a, "general") - general
-        best = {
+        return {
             "score": key,
             "ta_id": a.id,
             "ta_skill": a.score(key),
@@ -527,8 +526,7 @@ def _f6_interpolated(ta: list[EvalRow], other: list[EvalRow], key: str) -> dict[
             "general_margin": margin,
             "holds": margin >= -GENERAL_SLACK - EPS,
         }
-        break
-    return best
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- table
