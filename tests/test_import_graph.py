@@ -44,7 +44,7 @@ def module_files() -> dict[str, Path]:
 
 
 def _resolve(name: str, modules: dict[str, Path]) -> str | None:
-    """The longest known module prefix of ``name`` (``a.b.func`` → ``a.b``), or ``None`` outside the package."""
+    """The longest known module prefix of ``name`` (``a.b.func`` → ``a.b``); ``None`` outside the package."""
     parts = name.split(".")
     while parts:
         candidate = ".".join(parts)
@@ -152,8 +152,8 @@ def test_the_package_has_modules_and_edges() -> None:
 
 
 def test_no_import_cycle_anywhere_in_the_package() -> None:
-    cycles = cycles(import_graph())
-    assert cycles == [], "\n".join(" → ".join(c) for c in cycles)
+    found = cycles(import_graph())
+    assert found == [], "cycles among: " + "; ".join(", ".join(group) for group in found)
 
 
 def test_no_stage_imports_a_later_stage() -> None:
