@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 
 from model_factory import PLAN_CONFIG
 from skillmerge.demo import WORLD_SIZES, results_record, shared_replay, write_data_inputs
-from skillmerge.experiment.dag import expand, plan_text
+from skillmerge.experiment.dag import expand
+from skillmerge.experiment.estimate import plan_text
 from skillmerge.experiment.spec import load_spec
 
 TINY = PLAN_CONFIG
@@ -61,7 +62,7 @@ def test_packaged_demo_specs_expand(tmp_path: Path, spec_name: str, must_have: s
     ids = {s.id for s in steps}
     assert must_have <= ids, sorted(must_have - ids)
     # Every evaluation reads the world written beside the spec (a fingerprinted folder option).
-    evals = [s for s in steps if s.kind == "eval" and s.config["split"] == "test"]
+    evals = [s for s in steps if s.kind == "eval" and s.config.record()["split"] == "test"]
     assert evals and all("eval.options.world-general.path" in s.inputs for s in evals)
     assert "training ≈" in plan_text(steps)
 

@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 
 from model_factory import PLAN_CONFIG
 from skillmerge.errors import UsageError
-from skillmerge.experiment.dag import expand, model_params, plan_text
+from skillmerge.experiment.dag import expand
+from skillmerge.experiment.estimate import model_params, plan_text
 from skillmerge.experiment.spec import load_spec
 from skillmerge.experiment.status import run_status, step_dir
 

@@ -18,10 +18,12 @@ from conftest import make_chat_records
 from model_factory import PLAN_CONFIG
 from skillmerge.data.records import ChatRecord, Message, write_jsonl
 from skillmerge.errors import UsageError
-from skillmerge.experiment.dag import Step, expand, fingerprint_input, step_key
+from skillmerge.experiment.dag import expand
+from skillmerge.experiment.inputs import fingerprint_input
 from skillmerge.experiment.runner import run_experiment
 from skillmerge.experiment.spec import load_spec
 from skillmerge.experiment.status import step_dir
+from skillmerge.experiment.step import Step, step_key
 
 torch.set_num_threads(1)
 
@@ -179,13 +181,13 @@ def test_an_option_file_is_fingerprinted_into_every_eval_key_and_no_other(root: 
     for step_id in evals:  # every eval step runs perplexity: the test ones and the validation ones
         ref = steps[step_id].inputs["eval.options.perplexity.path"]
         assert ref == fingerprint_input(held, "x")
-        assert steps[step_id].config["options"] == {
+        assert steps[step_id].config.record()["options"] == {
             "perplexity": {"path": "@input:eval.options.perplexity.path"}
         }
     for step in steps.values():
         if step.kind != "eval":
             assert not any(role.startswith("eval.options") for role in step.inputs), step.id
-            assert "options" not in step.config
+            assert "options" not in step.config.record()
 
     before = _keys(spec_path)
     write_jsonl(root / "held" / "general.jsonl", _chat(3, "edited"), overwrite=True)
@@ -207,7 +209,7 @@ def test_moving_the_project_keeps_every_key(root: Path, tmp_path_factory: pytest
 def test_a_folder_option_is_fingerprinted_by_its_files(root: Path) -> None:
     spec_path = _spec(root, {**PPL, "safety": {"paths": {"donotanswer": "dna"}}})
     steps = _steps(spec_path)
-    test_evals = {i for i, s in steps.items() if s.kind == "eval" and s.config["split"] == "test"}
+    test_evals = {i for i, s in steps.items() if s.kind == "eval" and s.config.record()["split"] == "test"}
     role = "eval.options.safety.paths.donotanswer"
     assert {i for i, s in steps.items() if role in s.inputs} == test_evals  # validation runs no safety
     before = _keys(spec_path)
@@ -225,25 +227,27 @@ def test_without_options_eval_keys_are_computed_as_before_options_existed(root: 
     evals = [s for s in steps.values() if s.kind == "eval"]
     assert len(evals) == 1 + 1 + 2 + 1 + 2  # θ_G, CFT, 2 merges; validation of θ_G and of the 2 merges
     for step in evals:
-        assert "options" not in step.config
-        assert set(step.config) <= {"split", "suites", "limit", "skill"}
+        assert "options" not in step.config.record()
+        assert set(step.config.record()) <= {"split", "suites", "limit", "skill"}
         assert not any(role.startswith("eval.options") for role in step.inputs)
         inputs = {role: ref.fingerprint for role, ref in step.inputs.items()}
         deps = {d: steps[d].key for d in step.deps}
-        assert step.key == step_key("eval", step.config, inputs, deps)
+        assert step.key == step_key("eval", step.config.record(), inputs, deps)
 
 
 def test_a_value_option_changes_only_the_keys_of_steps_running_its_suite(root: Path) -> None:
     plain = _steps(_spec(root, PPL))
     tuned = _steps(_spec(root, {**PPL, "safety": {"max_new_tokens": 48}}))
     changed = {i for i in plain if plain[i].key != tuned[i].key}
-    assert changed == {i for i, s in plain.items() if s.kind == "eval" and "safety" in s.config["suites"]}
+    assert changed == {
+        i for i, s in plain.items() if s.kind == "eval" and "safety" in s.config.record()["suites"]
+    }
     assert all(i.startswith("eval/") for i in changed) and changed
-    assert tuned["eval/general"].config["options"] == {
+    assert tuned["eval/general"].config.record()["options"] == {
         "perplexity": {"path": "@input:eval.options.perplexity.path"},
         "safety": {"max_new_tokens": 48},
     }
-    assert "safety" not in tuned["eval-validation/general"].config["options"]
+    assert "safety" not in tuned["eval-validation/general"].config.record()["options"]
 
 
 # ------------------------------------------------------------------------------------------- same_as
@@ -251,9 +255,9 @@ def test_a_value_option_changes_only_the_keys_of_steps_running_its_suite(root: P
 
 def test_skill_step_reuses_cft_when_base_is_general_and_recipes_match(root: Path) -> None:
     steps = _steps(_spec(root, PPL))
-    assert steps[SKILL].config["same_as"] == CFT
+    assert steps[SKILL].config.record()["same_as"] == CFT
     assert CFT in steps[SKILL].deps
-    assert "same_as" not in steps[CFT].config
+    assert "same_as" not in steps[CFT].config.record()
     # A byte copy without a recorded weights fingerprint: only the header fingerprint is known, which sees
     # shapes and not values, so equality is not proven and θ_D is trained from θ_base.
     copy = root / "models" / "copy"
@@ -261,12 +265,12 @@ def test_skill_step_reuses_cft_when_base_is_general_and_recipes_match(root: Path
     for file in (root / "models" / "base").iterdir():
         (copy / file.name).write_bytes(file.read_bytes())
     copied = _steps(_spec(root, PPL, models={"base": "models/base", "general": "models/copy"}))
-    assert "same_as" not in copied[SKILL].config
+    assert "same_as" not in copied[SKILL].config.record()
     # With equal recorded fingerprints (a skillmerge manifest in both), the copy is the same model.
     for folder in (root / "models" / "base", copy):
         (folder / "manifest.json").write_text(json.dumps({"weights_fingerprint": "sha256:" + "ab" * 32}))
     copied = _steps(_spec(root, PPL, models={"base": "models/base", "general": "models/copy"}))
-    assert copied[SKILL].config["same_as"] == CFT
+    assert copied[SKILL].config.record()["same_as"] == CFT
 
 
 @pytest.mark.parametrize(
@@ -282,7 +286,7 @@ def test_skill_step_reuses_cft_when_base_is_general_and_recipes_match(root: Path
 )
 def test_no_reuse_unless_base_is_general_and_recipes_are_equal(root: Path, change: dict[str, Any]) -> None:
     steps = _steps(_spec(root, PPL, **change))
-    assert "same_as" not in steps[SKILL].config
+    assert "same_as" not in steps[SKILL].config.record()
     assert not any(d.startswith("train/cft") for d in steps[SKILL].deps)
     reused = _steps(_spec(root, PPL))
     assert reused[SKILL].key != steps[SKILL].key
@@ -292,14 +296,14 @@ def test_no_reuse_for_another_model_of_the_same_shape(root: Path) -> None:
     # θ_G differs from θ_base in its weights only (a finetune saved without a skillmerge manifest, e.g. a
     # hub download): θ_D must be trained from θ_base, not linked from the CFT model trained from θ_G.
     steps = _steps(_spec(root, PPL, models={"base": "models/base", "general": "models/same-shape"}))
-    assert "same_as" not in steps[SKILL].config
+    assert "same_as" not in steps[SKILL].config.record()
 
 
 def test_every_seed_reuses_its_own_cft_model(root: Path) -> None:
     steps = _steps(_spec(root, PPL, seeds=[0, 1]))
     for seed in (0, 1):
         assert (
-            steps[f"train/skill/safety/cap2/seed{seed}"].config["same_as"]
+            steps[f"train/skill/safety/cap2/seed{seed}"].config.record()["same_as"]
             == f"train/cft/safety/cap2/seed{seed}"
         )
 
@@ -408,7 +412,7 @@ def test_wise_ft_interpolates_towards_the_cft_model(root: Path) -> None:
     assert steps["merge/ptm/wise_ft/safety/cap2/seed0/w0.5"].deps[-1] == CFT
     assert steps["merge/ptm/task_arithmetic/safety/cap2/seed0/w0.5"].deps[-1] == SKILL
     assert steps["merge/ptm/linear/safety/cap2/seed0/w0.5"].deps[-1] == SKILL
-    formula = steps["merge/ptm/wise_ft/safety/cap2/seed0/w0.5"].config["formula"]
+    formula = steps["merge/ptm/wise_ft/safety/cap2/seed0/w0.5"].config.record()["formula"]
     assert formula == "theta_G + omega * (theta_CFT - theta_G)"
 
 

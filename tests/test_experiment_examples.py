@@ -50,7 +50,7 @@ def test_gpu_spec_plans_offline_without_downloading() -> None:
     general = next(s for s in steps if s.id == "train/general")
     assert general.estimate["params"] == 6_738_415_616 and general.estimate["tokens"] is None
     ties = next(s for s in steps if s.id.startswith("merge/ptm/dare_ties/"))
-    assert ties.config["parameters"] == {"normalize": False, "density": 0.3}
+    assert ties.config.record()["parameters"] == {"normalize": False, "density": 0.3}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "skillmerge", "run", str(EXAMPLES / "tulu-llama.yaml"), "--dry-run"],

@@ -9,8 +9,8 @@ import torch
 
 from conftest import make_chat_records
 from skillmerge.data.records import write_jsonl
+from skillmerge.experiment.launch import LAUNCH_LOG, launch_command, launch_train
 from skillmerge.experiment.spec import Launcher
-from skillmerge.experiment.steps import LAUNCH_LOG, launch_command, launch_train
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = REPO / "configs" / "accelerate"

@@ -12,9 +12,10 @@ import yaml
 from conftest import make_chat_records
 from skillmerge.data.records import ChatRecord, Message, write_jsonl
 from skillmerge.errors import UsageError
+from skillmerge.experiment.merge_recipe import merge_recipe
 from skillmerge.experiment.runner import run_experiment
 from skillmerge.experiment.status import STEPS_DIR, run_status
-from skillmerge.experiment.steps import merge_recipe, unflatten
+from skillmerge.experiment.steps import unflatten
 
 torch.set_num_threads(1)
 

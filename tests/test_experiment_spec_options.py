@@ -34,7 +34,7 @@ def test_eval_limit_is_in_every_eval_key_and_the_override_too(tmp_path: Path) ->
     spec = load_spec(spec_path)
     assert spec.eval_limit == 4 and "limit" not in spec.eval
     steps = expand(spec)
-    assert {s.config["limit"] for s in steps if s.kind == "eval"} == {4}
+    assert {s.config.record()["limit"] for s in steps if s.kind == "eval"} == {4}
     spec_keys, override = _keys(spec_path), _keys(spec_path, eval_limit=2)
     changed = {i for i in spec_keys if spec_keys[i] != override[i]}
     assert changed == {s.id for s in steps if s.kind == "eval"} | {
@@ -46,13 +46,13 @@ def test_eval_limit_is_in_every_eval_key_and_the_override_too(tmp_path: Path) ->
 def test_merge_parameters_reach_the_merge_keys_and_bad_ones_are_refused(tmp_path: Path) -> None:
     spec_path = _edit(_inputs(tmp_path), merge__methods=["task_arithmetic", "ties"])
     before = {s.id: s for s in expand(load_spec(spec_path))}
-    assert before["merge/ptm/ties/safety/cap2/seed0/w0.5"].config["parameters"] == {
+    assert before["merge/ptm/ties/safety/cap2/seed0/w0.5"].config.record()["parameters"] == {
         "normalize": False,
         "density": 0.5,
     }
     _edit(spec_path, merge__parameters={"ties": {"density": 0.2}})
     after = {s.id: s for s in expand(load_spec(spec_path))}
-    assert after["merge/ptm/ties/safety/cap2/seed0/w0.5"].config["parameters"]["density"] == 0.2
+    assert after["merge/ptm/ties/safety/cap2/seed0/w0.5"].config.record()["parameters"]["density"] == 0.2
     assert (
         after["merge/ptm/ties/safety/cap2/seed0/w0.5"].key
         != before["merge/ptm/ties/safety/cap2/seed0/w0.5"].key

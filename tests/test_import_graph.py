@@ -3,6 +3,7 @@
 Two rules of DESIGN.md are checked here without importing anything:
 
 - no import cycle (a module reaching itself through imports), inside a package or across packages;
+  imports under ``if TYPE_CHECKING:`` never run and are not edges (type annotations only);
 - no stage imports a later one (data, models → train, merge, evaluate → experiment → report), and train,
   merge and evaluate never import each other.
 
@@ -60,7 +61,7 @@ def imports_of(module: str, modules: dict[str, Path]) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     targets: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _executed_nodes(tree):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -81,6 +82,27 @@ def imports_of(module: str, modules: dict[str, Path]) -> set[str]:
     # Importing a module always imports its parent packages first; that is not an edge one can remove.
     ancestors = {".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)}
     return targets - ancestors
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _executed_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node that can run (any scope), minus ``if TYPE_CHECKING:`` bodies: those imports never execute,
+    they only name types for a checker (their ``else`` branch does run and is kept)."""
+    found: list[ast.AST] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+    return found
 
 
 def import_graph() -> dict[str, set[str]]:

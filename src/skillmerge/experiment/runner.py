@@ -36,9 +36,11 @@ from typing import Any, Literal
 from skillmerge.atomic import atomic_dir, atomic_file
 from skillmerge.errors import UsageError
 from skillmerge.experiment import steps as step_kinds
-from skillmerge.experiment.dag import Step, expand, plan_text
+from skillmerge.experiment.dag import expand
+from skillmerge.experiment.estimate import plan_text
 from skillmerge.experiment.spec import ExperimentSpec, load_spec
 from skillmerge.experiment.status import STEPS_DIR, dir_state, step_dir
+from skillmerge.experiment.step import Step
 
 Outcome = Literal["cached", "ran", "failed", "blocked", "pending"]
 RUN_FILE = "run.json"
@@ -211,7 +213,7 @@ def _run_step(step: Step, ctx: step_kinds.StepContext, broken: set[str]) -> Step
     try:
         # overwrite: a failed attempt's directory (error.json only) is replaced once this one completes.
         with atomic_dir(folder, overwrite=True) as tmp:
-            result = step_kinds.EXECUTORS[step.kind](step, ctx, tmp)
+            result = step_kinds.execute(step, ctx, tmp)
             seconds = time.perf_counter() - start
             _write_json(tmp / "manifest.json", _manifest(step, result, seconds))
     except Exception as err:  # one failing step must not stop the others
@@ -226,7 +228,7 @@ def _manifest(step: Step, result: dict[str, Any], seconds: float) -> dict[str, A
         "id": step.id,
         "kind": step.kind,
         "key": step.key,
-        "config": step.config,
+        "config": step.config.record(),
         "deps": list(step.deps),
         "inputs": {
             role: {"path": ref.path, "fingerprint": ref.fingerprint} for role, ref in step.inputs.items()

@@ -52,31 +52,42 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from skillmerge.config_yaml import first_validation_error, read_yaml_mapping
 from skillmerge.errors import UsageError
+from skillmerge.experiment.arms import Arm, arm_names, planned_arms, train_kinds
+from skillmerge.experiment.merge_recipe import DEFAULT_MERGE_PARAMETERS, MERGE_METHODS, merge_recipe
 
-METHODS = ("rt", "cft", "cft_replay", "ptm", "multi_skill")
-MERGE_METHODS = ("task_arithmetic", "linear", "wise_ft", "ties", "dare_ties")
-TRAIN_KINDS = ("general", "rt", "cft", "cft_replay", "skill")
-# PTM's defaults per merge method, under the spec's ``merge.parameters``. TIES/DARE keep half of each task
-# vector; normalize is off so the result stays θ_G + ω·τ_D (normalizing would divide by 1 + ω).
-DEFAULT_MERGE_PARAMETERS: dict[str, dict[str, Any]] = {
-    "task_arithmetic": {},
-    "linear": {"normalize": True},
-    "wise_ft": {},
-    "ties": {"normalize": False, "density": 0.5},
-    "dare_ties": {"normalize": False, "density": 0.5},
-}
 OMEGA_MIN, OMEGA_MAX = 0.0, 2.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
+
+
+def _known_arm(name: str) -> str:
+    """An arm name of the registry (:mod:`skillmerge.experiment.arms`), refused like a literal otherwise."""
+    known = arm_names()
+    if name not in known:
+        expected = ", ".join(repr(n) for n in known[:-1]) + f" or {known[-1]!r}"
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+    return name
+
+
+ArmName = Annotated[str, AfterValidator(_known_arm)]
 
 
 class Models(BaseModel):
@@ -256,7 +267,7 @@ class ExperimentSpec(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     models: Models
     data: Data
-    methods: list[Literal["rt", "cft", "cft_replay", "ptm", "multi_skill"]] = Field(min_length=1)
+    methods: list[ArmName] = Field(min_length=1)  # the arms to plan (θ_G's is always planned)
     merge: Merge = Field(default_factory=Merge)
     selection: Selection = Field(default_factory=Selection)
     training: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -296,9 +307,10 @@ class ExperimentSpec(BaseModel):
     @field_validator("training")
     @classmethod
     def _known_kinds(cls, training: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        kinds = train_kinds()
         for kind in training:
-            if kind != "default" and kind not in TRAIN_KINDS:
-                raise ValueError(f"unknown model kind {kind!r} (known: default, {', '.join(TRAIN_KINDS)})")
+            if kind != "default" and kind not in kinds:
+                raise ValueError(f"unknown model kind {kind!r} (known: default, {', '.join(kinds)})")
         return training
 
     @field_validator("eval")
@@ -336,23 +348,17 @@ class ExperimentSpec(BaseModel):
                     f"data.skills.{i}.validation: skill {skill.name!r} has no validation data, "
                     "which the validation pick of ω needs"
                 )
-        if "wise_ft" in self.merge.methods and "ptm" in self.methods and "cft" not in self.methods:
-            raise ValueError(
-                "merge.methods: wise_ft interpolates θ_G towards the CFT model; add cft to methods"
-            )
-        if "multi_skill" in self.methods and len(self.data.skills) < 2:
-            raise ValueError("methods: multi_skill needs at least two skills")
+        for arm in self.arms():
+            arm.check(self)
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods: a method repeats: {self.methods}")
-        self.train_fields("general")  # every recipe must validate now, not mid-run
-        for kind in TRAIN_KINDS:
+        for kind in train_kinds():  # every recipe must validate now, not mid-run
             self.train_fields(kind)
         self._check_merge_parameters()
         return self
 
     def _check_merge_parameters(self) -> None:
         """Each merge method's parameters as the merge stage validates them (a symbolic recipe, no files)."""
-        from skillmerge.experiment.steps import merge_recipe
         from skillmerge.merge.config import config_from_dict
 
         for method in self.merge.methods:
@@ -367,9 +373,14 @@ class ExperimentSpec(BaseModel):
         if unused:
             raise ValueError(f"merge.parameters: {unused[0]!r} is not in merge.methods")
 
+    def arms(self) -> list[Arm]:
+        """The arms this spec plans, in planning order (θ_G's first)."""
+        return planned_arms(self.methods)
+
     @property
     def needs_validation(self) -> bool:
-        merging = "ptm" in self.methods or "multi_skill" in self.methods
+        """ω is picked on validation data for some planned arm's merges."""
+        merging = any(arm.picks_omega for arm in self.arms())
         return merging and "validation" in self.selection.rules
 
     def train_fields(self, kind: str) -> dict[str, Any]:

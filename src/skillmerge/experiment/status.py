@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from skillmerge.errors import UsageError
-from skillmerge.experiment.dag import Step
+from skillmerge.experiment.step import Step
 
 State = Literal["done", "failed", "pending"]
 STEPS_DIR = "steps"
