@@ -183,6 +183,21 @@ def test_no_stage_imports_a_later_stage() -> None:
     assert violations == [], "\n".join(violations)
 
 
+def test_function_local_imports_count_and_type_checking_imports_do_not(tmp_path: Path) -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from skillmerge.report import tables\n"
+        "def f():\n    from skillmerge.merge import engine\n"
+    )
+    modules = {
+        "skillmerge.x": tmp_path / "x.py",
+        "skillmerge.report.tables": Path(),
+        "skillmerge.merge.engine": Path(),
+    }
+    modules["skillmerge.x"].write_text(source)
+    assert imports_of("skillmerge.x", modules) == {"skillmerge.merge.engine"}
+
+
 def test_the_checker_finds_a_planted_cycle() -> None:
     graph = {"p.a": {"p.b"}, "p.b": {"p.c"}, "p.c": {"p.a"}, "p.d": {"q.x"}, "q.x": set()}
     assert cycles(graph) == [["p.a", "p.b", "p.c"]]
