@@ -154,9 +154,13 @@ def test_a_toy_arm_registered_outside_the_package_runs_through_skillmerge_run(
     scores = manifests["eval/toy/echo/pct100/seed0/w0.5"]["result"]["scores"]
     assert scores["general"] is not None
 
-    # The report reads results only: a new arm's steps do not break it.
+    # The report reads results only: the new arm's best row is in the skill table, costed by its training.
     assert run_cli(["report", str(run_dir)]) == 0
     assert (run_dir / "report" / "report.html").is_file()
+    table = json.loads((run_dir / "report" / "results.json").read_text())["skill_tables"]["echo"]
+    toy = next(row for row in table if row["label"] == "best toy")
+    assert toy["id"] == "eval/toy/echo/pct100/seed0/w0.5"
+    assert toy["cost"]["optimizer_steps"] == 2 and toy["cost"]["flops"] == trained["result"]["cost"]["flops"]
 
 
 def _dirname(manifests: dict, manifest: dict) -> str:

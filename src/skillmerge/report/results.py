@@ -10,9 +10,10 @@ Reads only what the runner wrote (``RUN_DIR/run.json``, ``RUN_DIR/steps/<id with
 Cost of the model behind a row (θ_G's own training is shared by every arm and counted in none of them):
 
 - rt / cft / cft_replay: the cost of that training step;
-- ptm: the cost of training θ_D (``train/skill/...``; θ_CFT for WiSE-FT) plus the merge's wall time
-  (merging adds no FLOPs to speak of: one pass of additions); multi-skill: the sum over every θ_D merged,
-  plus the merge's wall time.
+- a merge (ptm, multi-skill, or any arm's): the cost of every trained model it reads but θ_G (θ_D, θ_CFT
+  for WiSE-FT; every θ_D of a multi-skill merge) plus the merge's wall time (merging adds no FLOPs to speak
+  of: one pass of additions);
+- any other arm's training: the cost of that training step.
 
 Blocked steps (a dependency failed) write nothing; the report names the failed step instead.
 """
@@ -259,7 +260,7 @@ def _model_cost(model_id: str | None, manifests: dict[str, dict[str, Any]]) -> C
     total.wall_seconds = total.merge_seconds
     for dep in model.get("deps", []):
         # θ_D (or θ_CFT behind a WiSE-FT merge); train/general (θ_G) is shared and not counted.
-        if dep.startswith(("train/skill/", "train/cft/")):
+        if dep.startswith("train/") and dep != "train/general":
             if dep not in manifests:
                 return None
             total = total.plus(_train_cost(manifests[dep]))

@@ -107,12 +107,19 @@ def skill_table_data(results: Results, skill: str) -> list[dict[str, Any]]:
         "safety": "safety",
         "exaggerated_refusal": "exaggerated_refusal",
     }
-    # A method appears when it has results or failed for this skill (then its row says which step failed).
+    # A method appears when it has results or failed for this skill (then its row says which step failed);
+    # an arm the report has no label for (a user's own) is listed after the built-in ones as "best NAME".
+    others = sorted({r.family for r in _single_skill(results, skill)} - set(FAMILY_LABELS) - {"general"})
     families = [
-        f for f in FAMILY_LABELS if _single_skill(results, skill, f) or _blame(results.failures, skill, f)
+        f
+        for f in [*FAMILY_LABELS, *others]
+        if _single_skill(results, skill, f) or _blame(results.failures, skill, f)
     ]
     entries: list[tuple[str, EvalRow | None, str]] = [("θ_G", general, "general")]
-    entries += [(FAMILY_LABELS[f], best(_single_skill(results, skill, f), score), f) for f in families]
+    entries += [
+        (FAMILY_LABELS.get(f, f"best {f}"), best(_single_skill(results, skill, f), score), f)
+        for f in families
+    ]
     table = []
     for label, row, family in entries:
         entry: dict[str, Any] = {"label": label, "family": family, "id": row.id if row else None}
