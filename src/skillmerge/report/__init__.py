@@ -16,7 +16,6 @@ from typing import Any
 
 from skillmerge.atomic import atomic_dir
 from skillmerge.report.findings import findings, findings_report_table
-from skillmerge.report.plots import all_plots
 from skillmerge.report.results import Results, collect
 from skillmerge.report.tables import (
     BEST_RULE,
@@ -68,6 +67,8 @@ def run(
     run_dir = Path(run_dir)
     results = collect(run_dir, skill_scores)
     target = Path(out) if out is not None else run_dir / REPORT_DIR
+    from skillmerge.report.plots import all_plots  # matplotlib: only when a report is written
+
     tables = [*all_tables(results), findings_report_table(findings(results))]
     plots = all_plots(results)
     name = str(results.run.get("spec", run_dir.name))
