@@ -174,7 +174,7 @@ def test_importing_the_package_registers_every_builtin_method():
     assert [m.name for m in list_methods()] == sorted(BUILTIN)
     for name in BUILTIN:
         method = get_method(name)
-        assert method.name == name and callable(method.fn) and method.doc
+        assert method.name == name and callable(method.fn) and method.formula.startswith("θ = ")
 
 
 def test_unknown_method_is_refused_with_the_known_names():
@@ -609,3 +609,22 @@ def test_slerp_hits_its_endpoints_and_stays_on_the_sphere(seed, t):
     torch.testing.assert_close(run("slerp", inputs, t=1.0), b)
     norm = torch.linalg.vector_norm(run("slerp", inputs, t=t)).item()
     assert norm == pytest.approx(torch.linalg.vector_norm(a).item(), rel=1e-5)
+
+
+def test_the_task_arithmetic_family_is_one_table_of_registered_methods():
+    from skillmerge.merge.methods.family import FAMILY
+
+    assert [v.name for v in FAMILY] == [
+        "task_arithmetic",
+        "ties",
+        "dare_linear",
+        "dare_ties",
+        "breadcrumbs",
+        "breadcrumbs_ties",
+    ]
+    for variant in FAMILY:
+        method = get_method(variant.name)
+        assert method.fn == variant.merge and method.formula == variant.formula
+        assert method.params is variant.params and method.model_params is variant.model_params
+        assert method.elementwise == (variant.sparsify is None) and method.needs_base
+    assert [v.consensus for v in FAMILY] == [False, True, False, True, False, True]

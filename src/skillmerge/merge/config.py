@@ -25,18 +25,16 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from skillmerge.config_yaml import first_validation_error, read_yaml_mapping
 from skillmerge.errors import UsageError
+from skillmerge.merge.params import Number, field_names, validate_params
 
 DTYPES = ("float32", "float16", "bfloat16")
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
-
-# Strict: a weight written as a string ("0.5", "abc") is an error, not silently converted.
-Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
 class ModelEntry(BaseModel):
@@ -141,14 +139,14 @@ class MergeConfig(BaseModel):
         """The method's validated global parameters (plus ``extra``, e.g. from an override)."""
         method = self._method()
         globals_ = {k: v for k, v in self.parameters.items() if k in field_names(method.params)}
-        return _validate(method.params, {**globals_, **(extra or {})}, where)
+        return _validate(method.params, {**globals_, **(extra or {})}, where, self.method)
 
     def model_params(self, index: int, extra: dict[str, Any] | None = None) -> Any:
         """Model ``index``'s validated per-model parameters: top-level defaults, its own, then ``extra``."""
         method = self._method()
         defaults = {k: v for k, v in self.parameters.items() if k in field_names(method.model_params)}
         values = {**defaults, **self.models[index].parameters, **(extra or {})}
-        return _validate(method.model_params, values, f"models.{index}.parameters")
+        return _validate(method.model_params, values, f"models.{index}.parameters", self.method)
 
     def split_override(self, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """Override ``index``'s parameters split into (method-level, per-model) keys."""
@@ -172,6 +170,7 @@ class MergeConfig(BaseModel):
                 self._method().model_params,
                 {**self.models[i].parameters, **model_keys},
                 f"overrides.{index}.parameters",
+                self.method,
             )
         return global_keys, model_keys
 
@@ -218,26 +217,12 @@ class MergeConfig(BaseModel):
         )
 
 
-def field_names(schema: type[BaseModel]) -> set[str]:
-    """The keys a parameter schema accepts: field names and their aliases (``lambda`` for ``lambda_``)."""
-    names = set(schema.model_fields)
-    names |= {f.alias for f in schema.model_fields.values() if f.alias}
-    return names
-
-
-def _validate(schema: type[BaseModel], values: dict[str, Any], where: str) -> Any:
-    """Validate method parameters; a ValueError (so pydantic reports it) with the registry's one line."""
+def _validate(schema: type[BaseModel], values: dict[str, Any], where: str, method: str) -> Any:
+    """The one validation path (:func:`validate_params`), as a ValueError so pydantic reports it in place."""
     try:
-        return schema.model_validate(values)
-    except ValidationError as err:
-        problems = []
-        for item in err.errors():
-            field = ".".join(str(part) for part in item["loc"]) or "value"
-            if item["type"] == "extra_forbidden":
-                problems.append(f"{field}: unknown parameter")
-            else:
-                problems.append(f"{field}: {item['msg']} (got {item['input']!r})")
-        raise ValueError(f"{where}: {'; '.join(problems)}") from None
+        return validate_params(schema, values, where, method)
+    except UsageError as err:
+        raise ValueError(str(err)) from None
 
 
 def parse_size(value: int | str) -> int:

@@ -20,10 +20,8 @@ import errno
 import hashlib
 import json
 import math
-import os
 import resource
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,11 +34,12 @@ import torch
 
 from skillmerge.atomic import atomic_dir
 from skillmerge.errors import ModelError
-from skillmerge.merge.methods.base import TensorInputs
-from skillmerge.merge.plan import InputModel, MergePlan, TensorTask
+from skillmerge.merge.methods.base import TensorInputs, task_vector
+from skillmerge.merge.plan import CHUNK_ELEMENTS, PREFETCH_BYTES, InputModel, MergePlan, TensorTask
+from skillmerge.merge.vectors import lora_delta
 from skillmerge.models.card import render_model_card
 from skillmerge.models.fingerprint import file_fingerprint, fingerprint_from_digests, header_fingerprint
-from skillmerge.models.shards import SAFETENSORS_TO_TORCH, PlannedShardWriter, TensorReader
+from skillmerge.models.shards import PlannedShardWriter, TensorReader
 from skillmerge.models.versions import library_versions
 
 _TOKENIZER_FILES = (
@@ -55,11 +54,6 @@ _TOKENIZER_FILES = (
 _CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 MANIFEST_FILE = "manifest.json"
 # Not models.io.library_versions: importing models.io loads transformers, seconds a merge does not need.
-# Elementwise methods run over flat slices of this many entries (1 MiB per fp32 operand): small enough that a
-# slice's operands stay in cache through the method's passes, large enough that per-call overhead is noise.
-CHUNK_ELEMENTS = 1 << 18
-# Raw input bytes read ahead of the tensor being merged (beyond the next tensor, which is always read).
-PREFETCH_BYTES = 256 * 1024**2
 
 
 @dataclass
@@ -85,45 +79,15 @@ def tensor_seed(seed: int, name: str) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-class _RawFiles:
-    """Positional reads of tensor bytes from safetensors files (thread-safe, one fd per file)."""
-
-    def __init__(self) -> None:
-        self._fds: dict[Path, int] = {}
-        self._lock = threading.Lock()
-        self.bytes_read = 0
-
-    def read(self, reader: TensorReader, name: str) -> torch.Tensor:
-        file, entry = reader.file_of(name), reader.entry(name)
-        dtype = SAFETENSORS_TO_TORCH.get(entry.dtype)
-        if dtype is None:
-            raise ModelError(f"{file}: tensor {name}: unsupported dtype {entry.dtype}")
-        nbytes = entry.end - entry.begin
-        buffer = torch.empty(nbytes, dtype=torch.uint8)
-        if nbytes:
-            with self._lock:
-                fd = self._fds.get(file)
-                if fd is None:
-                    fd = self._fds[file] = os.open(file, os.O_RDONLY)
-            offset = reader.header(file).data_start + entry.begin
-            view = memoryview(buffer.numpy())
-            done = 0
-            while done < nbytes:  # preadv may return short counts on large reads
-                try:
-                    got = os.preadv(fd, [view[done:]], offset + done)
-                except OSError as err:
-                    raise ModelError(f"{file}: tensor {name}: read failed ({err.strerror or err})") from None
-                if got <= 0:
-                    raise ModelError(f"{file}: tensor {name}: file ended early (truncated)")
-                done += got
-        with self._lock:
-            self.bytes_read += nbytes
-        return buffer.view(dtype).reshape(entry.shape)
-
-    def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+def _readers(plan: MergePlan) -> list[TensorReader]:
+    """Every tensor reader the merge reads from: each input model's, and each LoRA adapter's."""
+    readers = []
+    for item in plan.inputs():
+        if item.reader is not None:
+            readers.append(item.reader)
+        if item.adapter is not None:
+            readers.append(item.adapter.reader)
+    return readers
 
 
 @dataclass
@@ -132,11 +96,11 @@ class _Loaded:
     models: list[Any]  # a raw tensor, or for LoRA (a, b, replacement | None)
 
 
-def _load(files: _RawFiles, plan: MergePlan, task: TensorTask) -> _Loaded:
+def _load(plan: MergePlan, task: TensorTask) -> _Loaded:
     base = None
     if plan.base is not None and task.base_source is not None:
         assert plan.base.reader is not None
-        base = files.read(plan.base.reader, task.base_source)
+        base = plan.base.reader.get(task.base_source)
     models: list[Any] = []
     for model, source in zip(plan.models, task.sources, strict=True):
         if model.kind == "lora":
@@ -144,16 +108,16 @@ def _load(files: _RawFiles, plan: MergePlan, task: TensorTask) -> _Loaded:
             assert adapter is not None
             module = adapter.modules.get(task.name)
             factors = (
-                (files.read(adapter.reader, module.a_key), files.read(adapter.reader, module.b_key))
+                (adapter.reader.get(module.a_key), adapter.reader.get(module.b_key))
                 if module is not None
                 else (None, None)
             )
             key = adapter.replacements.get(task.name)
-            replacement = files.read(adapter.reader, key) if key is not None else None
+            replacement = adapter.reader.get(key) if key is not None else None
             models.append((*factors, replacement))
         else:
             assert model.reader is not None and source is not None
-            models.append(files.read(model.reader, source))
+            models.append(model.reader.get(source))
     return _Loaded(base, models)
 
 
@@ -192,24 +156,22 @@ def merge_tensor(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch.Te
             theta = base if replacement is None else fp32(replacement, model)
             delta_w = None
             if a is not None:
-                module = model.adapter.modules[task.name]
-                delta_w = (fp32(b, model) @ fp32(a, model)) * module.scale
-                if module.embedding or module.fan_in_fan_out:
-                    delta_w = delta_w.T
+                b32 = fp32(b, model)
+                delta_w = lora_delta(model.adapter.modules[task.name], fp32(a, model), b32)
             if delta_w is None:
                 models.append(theta)
-                deltas.append(theta - base)
+                deltas.append(task_vector(theta, base))
             elif replacement is None:
                 models.append(base + delta_w)
                 deltas.append(delta_w)  # exact: no (base + ΔW) − base rounding
             else:
                 models.append(theta + delta_w)
-                deltas.append(models[-1] - base)
+                deltas.append(task_vector(models[-1], base))
         else:
             theta = fp32(raw, model)
             models.append(theta)
             if base is not None:
-                deltas.append(theta - base)
+                deltas.append(task_vector(theta, base))
     inputs = TensorInputs(
         name=task.name,
         base=base,
@@ -260,7 +222,7 @@ def _merge_chunked(plan: MergePlan, task: TensorTask, loaded: _Loaded, device: t
             name=task.name,
             base=base,
             models=models,
-            deltas=[model - base for model in models] if base is not None else None,
+            deltas=[task_vector(model, base) for model in models] if base is not None else None,
             weights=list(task.weights),
             model_params=list(task.model_params),
         )
@@ -303,7 +265,7 @@ def _intra_op_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _prefetched(plan: MergePlan, files: _RawFiles, pool: ThreadPoolExecutor, depth: int) -> Iterator[tuple]:
+def _prefetched(plan: MergePlan, pool: ThreadPoolExecutor, depth: int) -> Iterator[tuple]:
     """Yield (task, loaded) in plan order while up to ``depth`` later tensors are being read.
 
     Read-ahead also stops at PREFETCH_BYTES of raw input (the next tensor is always read), so two large
@@ -318,7 +280,7 @@ def _prefetched(plan: MergePlan, files: _RawFiles, pool: ThreadPoolExecutor, dep
                 break
             ahead += tasks[j].bytes_in
             if j not in pending:
-                pending[j] = pool.submit(_load, files, plan, tasks[j])
+                pending[j] = pool.submit(_load, plan, tasks[j])
         yield task, pending.pop(i).result()
 
 
@@ -328,12 +290,13 @@ def execute(
     """Merge per ``plan`` into ``out_dir`` (atomically) and write config, tokenizer, card and manifest."""
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    files = _RawFiles()
+    readers = _readers(plan)
+    read_before = sum(reader.bytes_read for reader in readers)
     config = plan.config
     try:
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             try:
-                digests, weight_files = _write_weights(plan, files, tmp, progress)
+                digests, weight_files = _write_weights(plan, tmp, progress)
                 _copy_side_files(plan, tmp)
             except OSError as err:
                 if err.errno == errno.ENOSPC:
@@ -342,6 +305,7 @@ def execute(
                     ) from None
                 raise ModelError(f"{out_dir}: cannot write the merge ({err.strerror or err})") from None
             wall = time.perf_counter() - start
+            bytes_read = sum(reader.bytes_read for reader in readers) - read_before
             fingerprint = fingerprint_from_digests(digests)
             peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             manifest = {
@@ -354,7 +318,7 @@ def execute(
                 "library_versions": library_versions(("pydantic",)),
                 "seed": config.seed,
                 "tensors": len(plan.tensors),
-                "bytes_read": files.bytes_read,
+                "bytes_read": bytes_read,
                 "bytes_written": plan.bytes_written,
                 "wall_seconds": round(wall, 3),
                 "peak_rss_bytes": peak_rss,
@@ -363,13 +327,14 @@ def execute(
             (tmp / "README.md").write_text(_model_card(plan, out_dir), encoding="utf-8")
             (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     finally:
-        files.close()
+        for reader in readers:
+            reader.close()  # the descriptors the reads opened (a later read reopens them)
     return MergeResult(
         out_dir=out_dir,
         dry_run=False,
         plan=plan.to_dict(),
         tensors=len(plan.tensors),
-        bytes_read=files.bytes_read,
+        bytes_read=bytes_read,
         bytes_written=plan.bytes_written,
         wall_seconds=wall,
         peak_rss_bytes=peak_rss,
@@ -380,7 +345,7 @@ def execute(
 
 
 def _write_weights(
-    plan: MergePlan, files: _RawFiles, tmp: Path, progress: bool
+    plan: MergePlan, tmp: Path, progress: bool
 ) -> tuple[dict[str, tuple[str, tuple[int, ...], str]], list[str]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -392,7 +357,7 @@ def _write_weights(
         TextColumn("merging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not progress
     )
     with (
-        ThreadPoolExecutor(config.io_threads, thread_name_prefix="merge-read") as readers,
+        ThreadPoolExecutor(config.io_threads, thread_name_prefix="merge-read") as read_pool,
         ThreadPoolExecutor(1, thread_name_prefix="merge-write") as write_pool,
         PlannedShardWriter(tmp, layout, max_shard_bytes=config.max_shard_bytes) as writer,
         _intra_op_threads(1 if plan.method.elementwise else None),
@@ -401,7 +366,7 @@ def _write_weights(
         job = bar.add_task("merge", total=len(plan.tensors))
         written: Future[None] | None = None
         try:
-            for task, loaded in _prefetched(plan, files, readers, depth):
+            for task, loaded in _prefetched(plan, read_pool, depth):
                 out = merge_tensor(plan, task, loaded)
                 del loaded
                 if written is not None:
@@ -477,11 +442,7 @@ def _input_record(item: InputModel) -> dict[str, Any]:
 def _model_card(plan: MergePlan, out_dir: Path) -> str:
     config = plan.config
     weights = ", ".join(f"{e.label} × {e.weight:g}" for e in config.models)
-    formula = {
-        "task_arithmetic": "θ = θ_base + Σ w_i (θ_i − θ_base)",
-        "linear": "θ = Σ w_i θ_i",
-        "wise_ft": "θ = θ_G + ω (θ_CFT − θ_G)",
-    }.get(plan.method.name, plan.method.doc.splitlines()[0] if plan.method.doc else plan.method.name)
+    formula = plan.method.formula or plan.method.name
     return render_model_card(
         f"{out_dir.name}: {plan.method.name} merge",
         summary=f"Merged with skillmerge ({plan.method.name}): {formula}. Models: {weights}.",

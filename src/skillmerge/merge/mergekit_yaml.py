@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from skillmerge.errors import UsageError
+from skillmerge.merge.params import field_names
 
 SUPPORTED = ("linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs", "slerp")
 # mergekit's defaults when the YAML does not set them (see its method registry).
@@ -124,7 +125,6 @@ def from_mergekit(data: dict[str, Any], source: str | Path = "<config>") -> dict
         config["models"] = [{"model": base}, {"model": others[0]["model"]}]
     elif method != "linear" and base is not None:
         config["base_model"] = base
-    from skillmerge.merge.config import field_names
     from skillmerge.merge.methods import get_method
 
     fields = field_names(get_method(method).params)

@@ -25,6 +25,13 @@ from skillmerge.merge.methods.base import MergeMethod
 from skillmerge.merge.vectors import LoraAdapter, is_lora_dir, read_lora_adapter
 from skillmerge.models.shards import INDEX_FILE, SINGLE_FILE, TensorReader
 
+# The engine's memory levers, here because the plan's peak estimate is computed from them:
+# elementwise methods run over flat slices of CHUNK_ELEMENTS entries (1 MiB per fp32 operand): small enough
+# that a slice's operands stay in cache through the method's passes, large enough that per-call overhead is
+# noise; and the engine reads ahead at most PREFETCH_BYTES of raw input beyond the next tensor.
+CHUNK_ELEMENTS = 1 << 18
+PREFETCH_BYTES = 256 * 1024**2
+
 # Names under which a tied output head reads the input embedding (first match wins).
 _EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight", "embed_in.weight")
 _HEAD_SUFFIXES = ("lm_head.weight", "embed_out.weight")
@@ -96,11 +103,9 @@ class MergePlan:
     @property
     def peak_bytes(self) -> int:
         """Working memory estimate: raw input bytes in flight (the tensor being merged and those read ahead,
-        see the engine's PREFETCH_BYTES) + the output tensor + fp32 working copies: a cache-sized slice per
+        see PREFETCH_BYTES) + the output tensor + fp32 working copies: a cache-sized slice per
         input for an elementwise method, else the largest tensor in fp32 for every input, its delta, the
         method's temporaries and the output. Output shards are written in place, never held in memory."""
-        from skillmerge.merge.engine import CHUNK_ELEMENTS, PREFETCH_BYTES  # (engine imports this module)
-
         n = len(self.models)
         largest = max((_numel(t.shape) for t in self.tensors), default=0)
         lora = any(m.kind == "lora" for m in self.models)

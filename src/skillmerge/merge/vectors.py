@@ -1,4 +1,4 @@
-"""Task vectors: τ = θ − θ_base for full models, and ΔW computed exactly from a PEFT LoRA adapter.
+"""LoRA task vectors: ΔW built exactly from a PEFT LoRA adapter (full models: ``methods.base.task_vector``).
 
 For a LoRA adapter on a linear layer with ``lora_A`` (r × in) and ``lora_B`` (out × r)::
 
@@ -38,11 +38,6 @@ _UNSUPPORTED_SET = (
 )
 
 
-def task_vector(model: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-    """τ = θ − θ_base (fp32)."""
-    return model.float() - base.float()
-
-
 def is_lora_dir(path: str | Path) -> bool:
     """True when ``path`` is a PEFT adapter directory (``adapter_config.json``)."""
     return (Path(path) / ADAPTER_CONFIG).is_file()
@@ -58,6 +53,16 @@ class LoraModule:
     scale: float
     embedding: bool
     fan_in_fan_out: bool
+
+
+def lora_delta(module: LoraModule, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """ΔW = s·B @ A from fp32 factors, as the base tensor lays it out (ᵀ for embeddings and fan_in_fan_out).
+
+    The one place ΔW is formed: the engine calls it on factors it has read, :meth:`LoraAdapter.delta` on
+    factors it reads itself. The transpose is a view; callers that keep ΔW make it contiguous.
+    """
+    delta = (b @ a) * module.scale
+    return delta.T if module.embedding or module.fan_in_fan_out else delta
 
 
 @dataclass
@@ -88,8 +93,7 @@ class LoraAdapter:
             return None
         a = self.reader.get(module.a_key).to(device=device, dtype=torch.float32)
         b = self.reader.get(module.b_key).to(device=device, dtype=torch.float32)
-        delta = (b @ a) * module.scale
-        return delta.T.contiguous() if module.embedding or module.fan_in_fan_out else delta
+        return lora_delta(module, a, b).contiguous()
 
     def replacement(self, name: str) -> torch.Tensor | None:
         """The whole tensor the adapter stores for ``name`` (modules_to_save / base_layer), if any."""

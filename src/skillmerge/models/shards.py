@@ -19,6 +19,7 @@ import json
 import math
 import os
 import struct
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,6 @@ from types import TracebackType
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from skillmerge.errors import ModelError, OutputExistsError
@@ -192,7 +192,9 @@ class TensorReader:
                 self._headers[file] = read_header(file)
             if name not in self._headers[file].tensors:
                 raise ModelError(f"{file}: tensor {name} is named by the index but absent from this shard")
-        self._handles: dict[Path, Any] = {}
+        self._fds: dict[Path, int] = {}
+        self._lock = threading.Lock()
+        self.bytes_read = 0  # tensor bytes read so far (the merge reports its I/O from this)
 
     def __enter__(self) -> TensorReader:
         return self
@@ -203,8 +205,11 @@ class TensorReader:
         self.close()
 
     def close(self) -> None:
-        """Drop the memory maps of opened shards."""
-        self._handles.clear()
+        """Close the opened shard files (a later ``get`` reopens them)."""
+        with self._lock:
+            fds, self._fds = list(self._fds.values()), {}
+        for fd in fds:
+            os.close(fd)
 
     def names(self) -> list[str]:
         """Tensor names, sorted."""
@@ -245,15 +250,36 @@ class TensorReader:
         return SAFETENSORS_TO_TORCH[entry.dtype]
 
     def get(self, name: str) -> torch.Tensor:
-        """Load one tensor (a CPU tensor backed by its own memory)."""
-        file, _ = self._entry(name)
-        try:
-            handle = self._handles.get(file)
-            if handle is None:
-                handle = self._handles[file] = safe_open(str(file), framework="pt")
-            return handle.get_tensor(name)
-        except SafetensorError as err:
-            raise ModelError(f"{file}: tensor {name}: cannot be read ({err})") from None
+        """Load one tensor into its own CPU memory. Thread-safe: positional reads on one descriptor per file.
+
+        The bytes go straight from the file into the tensor's buffer (no memory map, no second copy), so
+        several threads can read ahead while another merges.
+        """
+        file, entry = self._entry(name)
+        dtype = SAFETENSORS_TO_TORCH.get(entry.dtype)
+        if dtype is None:
+            raise ModelError(f"{file}: tensor {name}: unsupported dtype {entry.dtype}")
+        nbytes = entry.end - entry.begin
+        buffer = torch.empty(nbytes, dtype=torch.uint8)
+        if nbytes:
+            with self._lock:
+                fd = self._fds.get(file)
+                if fd is None:
+                    fd = self._fds[file] = os.open(file, os.O_RDONLY)
+            offset = self._headers[file].data_start + entry.begin
+            view = memoryview(buffer.numpy())
+            done = 0
+            while done < nbytes:  # preadv may return short counts on large reads
+                try:
+                    got = os.preadv(fd, [view[done:]], offset + done)
+                except OSError as err:
+                    raise ModelError(f"{file}: tensor {name}: read failed ({err.strerror or err})") from None
+                if got <= 0:
+                    raise ModelError(f"{file}: tensor {name}: file ended early (truncated)")
+                done += got
+        with self._lock:
+            self.bytes_read += nbytes
+        return buffer.view(dtype).reshape(entry.shape)
 
     def _entry(self, name: str) -> tuple[Path, TensorEntry]:
         file = self._file_of.get(name)

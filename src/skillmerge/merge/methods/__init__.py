@@ -2,7 +2,8 @@
 
 Importing this package registers the built-in methods: ``linear``, ``task_arithmetic``, ``wise_ft``,
 ``ties``, ``dare_linear``, ``dare_ties``, ``breadcrumbs``, ``breadcrumbs_ties`` and ``slerp``. A new method
-is a module exporting ``METHODS`` (or any :class:`MergeMethod`) passed to :func:`register`.
+is a module exporting ``METHODS`` (or any :class:`MergeMethod`) passed to :func:`register`; the
+task-arithmetic family (task arithmetic, TIES, DARE, breadcrumbs) is one table in :mod:`.family`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from skillmerge.errors import UsageError
-from skillmerge.merge.methods import breadcrumbs, dare, linear, slerp, task_arithmetic, ties, wise_ft
-from skillmerge.merge.methods.base import MergeMethod, MethodParams, ModelParams, TensorInputs
-from skillmerge.merge.methods.task_arithmetic import Number
+from skillmerge.merge.methods import family, linear, slerp, wise_ft
+from skillmerge.merge.methods.base import MergeMethod, TensorInputs
+from skillmerge.merge.params import MethodParams, ModelParams, Number, validate_params
 
 __all__ = [
     "MergeMethod",
@@ -56,35 +57,14 @@ def list_methods() -> list[MergeMethod]:
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
 
-def _one_line(error: ValidationError, where: str, schema: type[BaseModel], method: str) -> str:
-    """Pydantic's multi-line report as one line: ``WHERE: FIELD: problem (got VALUE)``, joined by '; '."""
-    allowed = ", ".join(field.alias or name for name, field in schema.model_fields.items()) or "none"
-    problems = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "value"
-        if item["type"] == "extra_forbidden":
-            problems.append(f"unknown parameter {field!r} for method {method} (allowed: {allowed})")
-        elif item["type"] == "missing":
-            problems.append(f"{field}: required by method {method}")
-        else:
-            problems.append(f"{field}: {item['msg'][0].lower()}{item['msg'][1:]} (got {item['input']!r})")
-    return f"{where}: " + "; ".join(problems)
-
-
 def parse_params(method: MergeMethod, raw: Mapping[str, Any], where: str = "parameters") -> MethodParams:
     """Validate the method's global parameters (defaults filled in); a one-line UsageError names the field."""
-    try:
-        return method.params.model_validate(dict(raw))
-    except ValidationError as error:
-        raise UsageError(_one_line(error, where, method.params, method.name)) from None
+    return validate_params(method.params, raw, where, method.name)
 
 
 def parse_model_params(method: MergeMethod, raw: Mapping[str, Any], where: str) -> ModelParams:
     """Validate one model's parameters besides ``weight``; ``where`` names the model (e.g. its path)."""
-    try:
-        return method.model_params.model_validate(dict(raw))
-    except ValidationError as error:
-        raise UsageError(_one_line(error, where, method.model_params, method.name)) from None
+    return validate_params(method.model_params, raw, where, method.name)
 
 
 _WEIGHT = TypeAdapter(Number)
@@ -98,6 +78,6 @@ def parse_weight(value: object, where: str) -> float:
         raise UsageError(f"{where}: weight: must be a finite number (got {value!r})") from None
 
 
-for _module in (linear, task_arithmetic, wise_ft, ties, dare, breadcrumbs, slerp):
+for _module in (linear, family, wise_ft, slerp):
     for _method in _module.METHODS:
         register(_method)

@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+
+from skillmerge.merge.params import MethodParams, ModelParams
+
+__all__ = ["MergeFn", "MergeMethod", "MethodParams", "ModelParams", "TensorInputs"]
 
 
 @dataclass
@@ -33,16 +37,9 @@ class TensorInputs:
     model_params: list[BaseModel] = field(default_factory=list)
 
 
-class MethodParams(BaseModel):
-    """Global parameters of a method (subclass per method). Unknown keys are refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelParams(BaseModel):
-    """Per-model parameters of a method besides ``weight`` (subclass per method). Unknown keys are refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def task_vector(model: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """τ = θ − θ_base, on fp32 tensors: the one place a task vector is formed from two models."""
+    return model - base
 
 
 MergeFn = Callable[[TensorInputs, Any, torch.Generator], torch.Tensor]
@@ -66,5 +63,5 @@ class MergeMethod:
     model_params: type[ModelParams] = ModelParams
     min_models: int = 1
     max_models: int | None = None
-    doc: str = ""
+    formula: str = ""  # one line, "θ = …", written once here: the merged model card quotes it
     elementwise: bool = False

@@ -42,7 +42,7 @@ METHODS = (
         fn=linear,
         needs_base=False,
         params=LinearParams,
-        doc="Σ w_i θ_i (/ Σ w_i when normalize)",
+        formula="θ = Σ w_i θ_i (÷ Σ w_i when normalize)",
         elementwise=True,
     ),
 )

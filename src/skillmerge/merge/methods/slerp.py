@@ -17,7 +17,7 @@ import torch
 
 from skillmerge.errors import UsageError
 from skillmerge.merge.methods.base import MergeMethod, MethodParams, TensorInputs
-from skillmerge.merge.methods.task_arithmetic import Number
+from skillmerge.merge.params import Number
 
 COLINEAR_DOT = 0.9995
 NORM_EPS = 1e-8
@@ -67,6 +67,6 @@ METHODS = (
         params=SlerpParams,
         min_models=1,
         max_models=2,
-        doc="sin((1−t)Ω)/sin Ω·a + sin(tΩ)/sin Ω·b (lerp when colinear)",
+        formula="θ = sin((1−t)Ω)/sin Ω·a + sin(tΩ)/sin Ω·b (lerp when colinear)",
     ),
 )

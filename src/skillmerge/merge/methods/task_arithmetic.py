@@ -1,4 +1,4 @@
-"""Task arithmetic, θ_base + λ·Σ_i w_i·τ_i, and the generalized form TIES, DARE and breadcrumbs build on.
+"""The generalized task-arithmetic form that task arithmetic, TIES, DARE and breadcrumbs share.
 
 The generalized form (mergekit's "generalized task arithmetic") is, per tensor:
 
@@ -7,24 +7,24 @@ The generalized form (mergekit's "generalized task arithmetic") is, per tensor:
     d    = Σ_i w_i                                    or Σ_i w_i·a_i (a_i: entry agrees with the elected sign)
     θ    = θ_base + λ·(m / d if normalize else m)
 
-Where |d| < 1e-8 (plain) or d = 0 (consensus), d is taken as 1, as in mergekit.
+Where |d| < 1e-8 (plain) or d = 0 (consensus), d is taken as 1, as in mergekit. The paper's PTM is task
+arithmetic with θ_G at weight 1 plus each skill model at weight ω_k, τ against the pretrained base. The
+variants are registered from the table in :mod:`.family`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import TypeVar
 
 import torch
 from pydantic import ConfigDict, Field
 
 from skillmerge.errors import UsageError
-from skillmerge.merge.methods.base import MergeMethod, MethodParams, ModelParams, TensorInputs
+from skillmerge.merge.methods.base import MethodParams, ModelParams, TensorInputs, task_vector
 from skillmerge.merge.methods.sparsify import RescaleNorm, disjoint_sum
+from skillmerge.merge.params import Number
 
 P = TypeVar("P", bound=ModelParams)
-
-Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-"""A finite real number (ints allowed; strings and booleans refused)."""
 
 
 class GeneralizedParams(MethodParams):
@@ -66,7 +66,7 @@ def task_vectors(inputs: TensorInputs) -> list[torch.Tensor]:
     if inputs.deltas is not None:
         return inputs.deltas
     base = require_base(inputs)
-    return [model - base for model in inputs.models]
+    return [task_vector(model, base) for model in inputs.models]
 
 
 def per_model_params(inputs: TensorInputs, schema: type[P]) -> list[P]:
@@ -113,30 +113,3 @@ def combine_task_vectors(
     if lambda_ != 1:
         mixed *= lambda_
     return base + mixed
-
-
-def task_arithmetic(inputs: TensorInputs, params: TaskArithmeticParams, rng: torch.Generator) -> torch.Tensor:
-    """θ = θ_base + λ·Σ_i w_i·(θ_i − θ_base); with ``normalize``, the sum is divided by Σ_i w_i.
-
-    The paper's PTM is θ_G at weight 1 plus each skill model at weight ω_k, τ against the pretrained base.
-    """
-    return combine_task_vectors(
-        require_base(inputs),
-        task_vectors(inputs),
-        inputs.weights,
-        consensus=False,
-        normalize=params.normalize,
-        lambda_=params.lambda_,
-    )
-
-
-METHODS = (
-    MergeMethod(
-        name="task_arithmetic",
-        fn=task_arithmetic,
-        needs_base=True,
-        params=TaskArithmeticParams,
-        doc="θ_base + λ·Σ w_i (θ_i − θ_base)",
-        elementwise=True,
-    ),
-)

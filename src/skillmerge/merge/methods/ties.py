@@ -5,22 +5,16 @@
     a_i  = [sign(w_i·τ_i') = s]                                 (trimmed and zero entries never agree)
     θ    = θ_base + λ·Σ_i w_i·τ_i'·a_i / Σ_i w_i·a_i           (without the division if normalize: false)
 
-Defaults as mergekit's ``ties``: normalize = True, rescale = False, λ = 1.
+Defaults as mergekit's ``ties``: normalize = True, rescale = False, λ = 1. Registered from the table in
+:mod:`.family`.
 """
 
 from __future__ import annotations
 
 import torch
 
-from skillmerge.merge.methods.base import MergeMethod, TensorInputs
 from skillmerge.merge.methods.sparsify import DensityParams, magnitude
-from skillmerge.merge.methods.task_arithmetic import (
-    GeneralizedParams,
-    combine_task_vectors,
-    per_model_params,
-    require_base,
-    task_vectors,
-)
+from skillmerge.merge.methods.task_arithmetic import GeneralizedParams
 
 
 class TiesParams(GeneralizedParams):
@@ -29,25 +23,8 @@ class TiesParams(GeneralizedParams):
     normalize: bool = True
 
 
-def ties(inputs: TensorInputs, params: TiesParams, rng: torch.Generator) -> torch.Tensor:
-    """TIES: magnitude trim per model, sign election by summed mass, disjoint (weighted) mean, ×λ."""
-    base = require_base(inputs)
-    trimmed = [
-        magnitude(delta, model.density, params.rescale_mode)
-        for delta, model in zip(task_vectors(inputs), per_model_params(inputs, DensityParams), strict=True)
-    ]
-    return combine_task_vectors(
-        base, trimmed, inputs.weights, consensus=True, normalize=params.normalize, lambda_=params.lambda_
-    )
-
-
-METHODS = (
-    MergeMethod(
-        name="ties",
-        fn=ties,
-        needs_base=True,
-        params=TiesParams,
-        model_params=DensityParams,
-        doc="θ_base + λ·disjoint_mean(sign-elected top-density τ_i)",
-    ),
-)
+def trim_by_magnitude(
+    delta: torch.Tensor, model: DensityParams, params: GeneralizedParams, rng: torch.Generator
+) -> torch.Tensor:
+    """TIES trim of one task vector: its top-density magnitudes (rescaled if ``rescale``); draws nothing."""
+    return magnitude(delta, model.density, params.rescale_mode)

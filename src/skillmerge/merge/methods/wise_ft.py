@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from skillmerge.merge.methods.base import MergeMethod, MethodParams, TensorInputs
-from skillmerge.merge.methods.task_arithmetic import Number, require_base, task_vectors
+from skillmerge.merge.methods.task_arithmetic import require_base, task_vectors
+from skillmerge.merge.params import Number
 
 
 class WiseFtParams(MethodParams):
@@ -33,7 +34,7 @@ METHODS = (
         params=WiseFtParams,
         min_models=1,
         max_models=1,
-        doc="θ_G + ω (θ_CFT − θ_G)",
+        formula="θ = θ_G + ω (θ_CFT − θ_G)",
         elementwise=True,
     ),
 )

@@ -1,0 +1,139 @@
+"""The generalised task-arithmetic family in one table: every variant is a sparsifier × a combination rule.
+
+Each row below is one registered method. Per tensor, every variant computes (see :mod:`.task_arithmetic`)::
+
+    τ_i' = sparsify(τ_i; model i's parameters)        τ_i = θ_i − θ_base
+    θ    = θ_base + λ·Σ_i w_i·τ_i'          (÷ Σ_i w_i if normalize)             without consensus
+    θ    = θ_base + λ·Σ_i w_i·τ_i'·a_i      (÷ Σ_i w_i·a_i if normalize)         with TIES consensus
+                                           (a_i: entry agrees with the sign elected by Σ_i w_i·τ_i')
+
+    method            sparsify (per model)                       consensus  normalize  rescale
+    task_arithmetic   none                                       no         False      -
+    ties              top-density magnitudes          (ties)     yes        True       False
+    dare_linear       Bernoulli(density) drop         (dare)     no         False      True
+    dare_ties         Bernoulli(density) drop         (dare)     yes        False      True
+    breadcrumbs       magnitude band (γ, density)   (breadcrumbs) no        False      False
+    breadcrumbs_ties  magnitude band (γ, density)   (breadcrumbs) yes       False      False
+
+Defaults are mergekit's. A new variant is one more row: a sparsifier, a consensus flag and its schemas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from skillmerge.merge.methods.base import MergeMethod, TensorInputs
+from skillmerge.merge.methods.breadcrumbs import BreadcrumbsModelParams, BreadcrumbsParams, keep_band
+from skillmerge.merge.methods.dare import DareParams, drop_at_random
+from skillmerge.merge.methods.sparsify import DensityParams
+from skillmerge.merge.methods.task_arithmetic import (
+    GeneralizedParams,
+    TaskArithmeticParams,
+    combine_task_vectors,
+    per_model_params,
+    require_base,
+    task_vectors,
+)
+from skillmerge.merge.methods.ties import TiesParams, trim_by_magnitude
+from skillmerge.merge.params import ModelParams
+
+Sparsifier = Callable[[torch.Tensor, ModelParams, GeneralizedParams, torch.Generator], torch.Tensor]
+"""τ_i' from τ_i, model i's parameters, the method's parameters and the tensor's generator."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One member of the family: how each task vector is sparsified and how the vectors are combined."""
+
+    name: str
+    sparsify: Sparsifier | None
+    consensus: bool
+    params: type[GeneralizedParams]
+    model_params: type[ModelParams]
+    formula: str
+
+    def merge(self, inputs: TensorInputs, params: GeneralizedParams, rng: torch.Generator) -> torch.Tensor:
+        """θ_base + λ·(combined sparsified τ_i): the module docstring's formula for this row."""
+        base = require_base(inputs)
+        deltas = task_vectors(inputs)
+        if self.sparsify is not None:
+            models = per_model_params(inputs, self.model_params)
+            # model order: DARE's masks are drawn from rng one model after another
+            deltas = [self.sparsify(d, m, params, rng) for d, m in zip(deltas, models, strict=True)]
+        return combine_task_vectors(
+            base,
+            deltas,
+            inputs.weights,
+            consensus=self.consensus,
+            normalize=params.normalize,
+            lambda_=params.lambda_,
+        )
+
+    def method(self) -> MergeMethod:
+        return MergeMethod(
+            name=self.name,
+            fn=self.merge,
+            needs_base=True,
+            params=self.params,
+            model_params=self.model_params,
+            formula=self.formula,
+            # without a sparsifier every entry goes through the same fp32 sums: safe to run in slices
+            elementwise=self.sparsify is None,
+        )
+
+
+FAMILY: tuple[Variant, ...] = (
+    Variant(
+        "task_arithmetic",
+        None,
+        False,
+        TaskArithmeticParams,
+        ModelParams,
+        "θ = θ_base + λ·Σ w_i (θ_i − θ_base)",
+    ),
+    Variant(
+        "ties",
+        trim_by_magnitude,
+        True,
+        TiesParams,
+        DensityParams,
+        "θ = θ_base + λ·disjoint_mean(sign-elected top-density τ_i)",
+    ),
+    Variant(
+        "dare_linear",
+        drop_at_random,
+        False,
+        DareParams,
+        DensityParams,
+        "θ = θ_base + λ·Σ w_i·(Bernoulli(density) ⊙ τ_i / density)",
+    ),
+    Variant(
+        "dare_ties",
+        drop_at_random,
+        True,
+        DareParams,
+        DensityParams,
+        "θ = θ_base + λ·TIES-consensus sum of DARE-dropped τ_i",
+    ),
+    Variant(
+        "breadcrumbs",
+        keep_band,
+        False,
+        BreadcrumbsParams,
+        BreadcrumbsModelParams,
+        "θ = θ_base + λ·Σ w_i·band_γ,density(τ_i)",
+    ),
+    Variant(
+        "breadcrumbs_ties",
+        keep_band,
+        True,
+        BreadcrumbsParams,
+        BreadcrumbsModelParams,
+        "θ = θ_base + λ·TIES-consensus sum of band_γ,density(τ_i)",
+    ),
+)
+
+METHODS = tuple(variant.method() for variant in FAMILY)
