@@ -8,6 +8,7 @@ that ``skillmerge --help`` stays fast.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -352,13 +353,36 @@ def run_cli(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {err.format_message()}", err=True)
         return err.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
-        return 130
+        result = 130
+    except OSError as err:
+        # A path the system refused (permissions, a file where a folder should be, a full disk) that no
+        # command anticipated: still one line naming it, never a traceback.
+        if err.filename is None:
+            raise
+        typer.echo(f"error: {err.filename}: {err.strerror or err}", err=True)
+        return 2
+    if result == 130:  # typer answers Ctrl-C (and our Terminated, a KeyboardInterrupt) with exit code 130
+        typer.echo("terminated" if _terminated else "interrupted", err=True)
+        return 128 + signal.SIGTERM if _terminated else 130
     return result if isinstance(result, int) else 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so every ``finally`` and temp-dir cleanup runs."""
+
+
+_terminated = False
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    global _terminated
+    _terminated = True
+    raise Terminated()
+
+
 def main() -> None:
-    """Console entry point (``skillmerge``)."""
+    """Console entry point (``skillmerge``): SIGTERM unwinds like Ctrl-C (exit 143, temp dirs removed)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     sys.exit(run_cli())
 
 

@@ -5,6 +5,7 @@ Shared by every stage's config loader (mixtures, training, merging), so a bad fi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,27 @@ import yaml
 from pydantic import ValidationError
 
 from skillmerge.errors import UsageError
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does: ``5e-1`` and ``1e5`` are floats.
+
+    PyYAML implements YAML 1.1, where an exponent needs a dot (``5.0e-1``) and ``5e-1`` is a string, so a
+    weight copied from a mergekit config or a learning rate written ``1e-5`` would fail as "not a number".
+    Quoted values stay strings ('0.5' is still refused where a number is required).
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with the project's one reading of numbers (:class:`_Loader`); raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def read_yaml_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
@@ -26,7 +48,7 @@ def read_yaml_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
     except OSError as err:
         raise UsageError(f"{path}: cannot read {what} ({err.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from skillmerge.data.records import ChatRecord, ReadReport, iter_jsonl
 from skillmerge.data.templates import check_tokenizer, get_template, tokenizer_name
 from skillmerge.data.tokenize import TokenizeStats, iter_tokenized
-from skillmerge.errors import ModelError
+from skillmerge.errors import DataError, ModelError
 
 
 @dataclass
@@ -128,6 +128,10 @@ def check_files(
             for _ in records:
                 pass
         check.skipped = list(read.skipped)
+        if check.n_examples == 0:
+            # training would stop on it later; a check that passes must mean the file can be trained on
+            what = f"all {len(read.skipped)} non-blank lines are bad" if read.skipped else "empty or blank"
+            raise DataError(path, None, f"no chat records ({what})")
         files.append(check)
         total.n_examples += check.n_examples
         total.n_turns += check.n_turns

@@ -122,48 +122,83 @@ class ReadReport:
         return len(self.skipped)
 
 
-def iter_jsonl(
-    path: str | Path, *, skip_bad: bool = False, report: ReadReport | None = None
-) -> Iterator[ChatRecord]:
-    """Yield records from a chat JSONL file.
+MAX_RECORD_BYTES = 4 * 1024**2
+"""The longest line a JSONL reader accepts: 4 MiB, about a million tokens of text. A longer one is refused
+(or skipped with ``skip_bad``) without being held in memory, so one hostile line cannot exhaust RAM (a
+tokenizer needs ~0.25 GB per MB of text: 4 MiB bounds ``data check --tokenizer`` at about 1 GB)."""
 
-    On the first malformed line raise :class:`DataError` (``FILE:LINE: reason``), or with ``skip_bad``
-    record it in ``report.skipped`` and go on. Blank lines are ignored.
+_BOM = b"\xef\xbb\xbf"
+_READ_CHUNK = 1024**2
+
+
+def _lines(handle: Any, max_bytes: int) -> Iterator[bytes | None]:
+    """The lines as bytes; None for a line longer than ``max_bytes`` (read past in chunks, never kept)."""
+    while True:
+        line = handle.readline(max_bytes + 1)
+        if not line:
+            return
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            while True:  # skip the rest of the over-long line
+                rest = handle.readline(_READ_CHUNK)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield None
+        else:
+            yield line
+
+
+def iter_jsonl(
+    path: str | Path,
+    *,
+    skip_bad: bool = False,
+    report: ReadReport | None = None,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+) -> Iterator[ChatRecord]:
+    """Yield records from a chat JSONL file (UTF-8, a leading byte-order mark allowed).
+
+    On the first malformed line — bad JSON, not a chat record, not UTF-8, longer than ``max_record_bytes``
+    — raise :class:`DataError` (``FILE:LINE: reason``), or with ``skip_bad`` record it in
+    ``report.skipped`` and go on. Blank lines are ignored. Lines are decoded one by one, so an encoding
+    error is reported at its own line.
     """
     path = Path(path)
     if report is None:
         report = ReadReport(str(path))
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except FileNotFoundError:
         raise DataError(path, None, "no such file") from None
     except IsADirectoryError:
         raise DataError(path, None, "is a directory, expected a JSONL file") from None
+    except OSError as err:
+        raise DataError(path, None, f"cannot read ({err.strerror or err})") from None
     with handle:
-        lineno = 0
-        while True:
-            lineno += 1
-            try:
-                line = handle.readline()
-            except UnicodeDecodeError as err:
-                raise DataError(path, lineno, f"not UTF-8 text ({err.reason})") from None
-            if not line:
-                break
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                reason = f"malformed JSON ({err.msg} at column {err.colno})"
+        for lineno, raw in enumerate(_lines(handle, max_record_bytes), start=1):
+            if raw is None:
+                reason = f"record longer than {max_record_bytes / 1024**2:g} MiB (the reader's limit)"
             else:
+                if lineno == 1 and raw.startswith(_BOM):  # spreadsheet exports start with one
+                    raw = raw[len(_BOM) :]
                 try:
-                    record = record_from_obj(obj)
-                except ValueError as err:
-                    reason = str(err)
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    reason = f"not UTF-8 text ({err.reason} at byte {err.start + 1} of the line)"
                 else:
-                    report.n_records += 1
-                    yield record
-                    continue
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except json.JSONDecodeError as err:
+                        reason = f"malformed JSON ({err.msg} at column {err.colno})"
+                    else:
+                        try:
+                            record = record_from_obj(obj)
+                        except ValueError as err:
+                            reason = str(err)
+                        else:
+                            report.n_records += 1
+                            yield record
+                            continue
             if not skip_bad:
                 raise DataError(path, lineno, reason)
             report.skipped.append((lineno, reason))

@@ -79,7 +79,8 @@ def _tokenize(
     bos: int | None,
 ) -> TokenizedExample | None:
     segments = template.segments(record, tokenizer)
-    pieces = tokenizer([text for text, _ in segments], add_special_tokens=False)["input_ids"]
+    # verbose=False: no "sequence length is longer than the maximum" warning; max_len handles length here
+    pieces = tokenizer([text for text, _ in segments], add_special_tokens=False, verbose=False)["input_ids"]
     input_ids: list[int] = []
     labels: list[int] = []
     if bos is not None and not (tokenizer.bos_token and segments[0][0].startswith(tokenizer.bos_token)):

@@ -89,6 +89,7 @@ def parse_suite_options(items: list[str]) -> dict[str, dict[str, Any]]:
     """``["coding.samples=0"]`` → ``{"coding": {"samples": 0}}``; values are parsed as YAML."""
     import yaml
 
+    from skillmerge.config_yaml import load_yaml
     from skillmerge.errors import UsageError
 
     options: dict[str, dict[str, Any]] = {}
@@ -98,7 +99,7 @@ def parse_suite_options(items: list[str]) -> dict[str, dict[str, Any]]:
         if not sep or not dot or not suite_name or not field:
             raise UsageError(f"--option {item!r}: expected SUITE.KEY=VALUE, e.g. coding.samples=0")
         try:
-            value = yaml.safe_load(raw)
+            value = load_yaml(raw)
         except yaml.YAMLError:
             raise UsageError(f"--option {item!r}: value is not a valid YAML scalar or list") from None
         options.setdefault(suite_name, {})[field] = value

@@ -238,6 +238,26 @@ def _merge_chunked(plan: MergePlan, task: TensorTask, loaded: _Loaded, device: t
     return out
 
 
+def _check_output(task: TensorTask, out: torch.Tensor) -> None:
+    """Refuse an output tensor holding NaN/inf before it is written (inputs were checked already).
+
+    Finite inputs can still give a non-finite output: weights large enough to overflow float32, or values
+    beyond the output dtype's range (float16 ends at 65504). The merge then stops and publishes nothing.
+    """
+    if not out.is_floating_point() or not out.numel():
+        return
+    if math.isfinite(float(out.sum(dtype=torch.float32))):
+        return
+    finite = torch.isfinite(out)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        dtype = str(out.dtype).removeprefix("torch.")
+        raise ModelError(
+            f"tensor {task.name}: the merge produced {bad} non-finite value(s) in {dtype} from finite inputs "
+            f"(weights too large, or values beyond {dtype}'s range); nothing was written"
+        )
+
+
 def _name_non_finite(owners: list[InputModel], raws: list[torch.Tensor], name: str) -> None:
     """Raise for the first input (base, then models) holding a NaN/inf in tensor ``name``."""
     for owner, raw in zip(owners, raws, strict=True):
@@ -369,6 +389,7 @@ def _write_weights(
             for task, loaded in _prefetched(plan, read_pool, depth):
                 out = merge_tensor(plan, task, loaded)
                 del loaded
+                _check_output(task, out)
                 if written is not None:
                     written.result()  # one tensor in the writer at a time bounds memory
                 written = write_pool.submit(writer.add, task.name, out)

@@ -11,12 +11,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from skillmerge.errors import UsageError
 
-Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-"""A finite real number (ints allowed; strings and booleans refused, so a quoted '0.5' is an error)."""
+FLOAT32_MAX = 3.4028234663852886e38  # merges compute in fp32: a larger number becomes inf there
+
+
+def _fits_float32(value: float) -> float:
+    if abs(value) > FLOAT32_MAX:
+        raise ValueError(f"must be at most {FLOAT32_MAX:.4g} in magnitude (merges compute in float32)")
+    return value
+
+
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False), AfterValidator(_fits_float32)]
+"""A finite real number that float32 can hold (ints allowed; strings and booleans refused, so a quoted
+'0.5' is an error)."""
 
 S = TypeVar("S", bound=BaseModel)
 
