@@ -21,18 +21,102 @@ except ImportError:  # pragma: no cover - older typer runs on click itself
     from click import exceptions as click_exceptions
 
 from skillmerge.errors import SkillmergeError, UsageError
+from skillmerge.lazy_commands import HELP_MARKUP, LazyCommand, LazyGroup
+
+# Stage commands live beside their stage (``<stage>/command.py``); the CLI only names them, and imports a
+# stage when its command runs (``skillmerge --help`` and ``version`` import no stage, no torch, no pydantic).
+STAGE_COMMANDS: tuple[LazyCommand, ...] = (
+    LazyCommand(
+        "train",
+        "Supervised finetuning (full or LoRA) on chat data; loss on assistant tokens only.",
+        "skillmerge.train.command:train_command",
+    ),
+    LazyCommand(
+        "merge",
+        "Merge models tensor by tensor (task arithmetic, TIES, DARE, ...) into an HF directory.",
+        "skillmerge.merge.command:merge_command",
+    ),
+    LazyCommand(
+        "eval",
+        "Evaluate a model on offline suites; write per-item JSONL, summaries, scores.json and a manifest.",
+        "skillmerge.evaluate.command:eval_command",
+    ),
+    LazyCommand(
+        "eval-code",
+        "Score precomputed completions in the sandbox; print per-task results and pass@k as JSON.",
+        "skillmerge.evaluate.eval_code:eval_code_command",
+    ),
+    LazyCommand(
+        "run",
+        "Run an experiment: train, merge and evaluate every step of SPEC, skipping finished ones.",
+        "skillmerge.experiment.command:run_command",
+    ),
+    LazyCommand(
+        "status",
+        "Show which steps of a run are done, failed or pending.",
+        "skillmerge.experiment.command:status_command",
+    ),
+    LazyCommand(
+        "report",
+        "Write report.html, report.md and results.json (tables, plots, cost ratios) for a run.",
+        "skillmerge.report.command:report_command",
+    ),
+    LazyCommand(
+        "judge",
+        "Refusal judge: label completions, validate against human labels.",
+        (
+            ("refusal", "skillmerge.evaluate.judge_command:judge_refusal_command"),
+            ("validate", "skillmerge.evaluate.judge_command:judge_validate_command"),
+        ),
+    ),
+    LazyCommand(
+        "world",
+        "Synthetic skill world: a general mix plus science, safety and coding skills.",
+        (("make", "skillmerge.world.command:world_make_command"),),
+    ),
+)
+
+
+class _SkillmergeGroup(LazyGroup):
+    lazy_commands = STAGE_COMMANDS
+
 
 app = typer.Typer(
     name="skillmerge",
+    cls=_SkillmergeGroup,
     help="Add skills to a language model by training them in isolation and merging (Merge to Learn).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=HELP_MARKUP,
 )
 data_app = typer.Typer(
-    help="Chat data: validate, mix, subsample, split and check for leakage.", no_args_is_help=True
+    cls=LazyGroup,  # for its command list: whole summaries
+    help="Chat data: validate, mix, subsample, split and check for leakage.",
+    no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
 )
 app.add_typer(data_app, name="data")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from skillmerge import __version__
+
+        typer.echo(f"skillmerge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the skillmerge version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 def _print_json(obj: object) -> None:
@@ -302,39 +386,6 @@ def demo(
     run(out, full=full, results_file=results, workers=workers)
 
 
-def _register_stage_commands() -> None:
-    """Stage commands live beside their stage (``<stage>/command.py``); the CLI only names them."""
-    from skillmerge.evaluate.command import eval_command
-    from skillmerge.evaluate.eval_code import eval_code_command
-    from skillmerge.evaluate.judge_command import judge_refusal_command, judge_validate_command
-    from skillmerge.experiment.command import run_command, status_command
-    from skillmerge.merge.command import merge_command
-    from skillmerge.report.command import report_command
-    from skillmerge.train.command import train_command
-    from skillmerge.world.command import world_make_command
-
-    app.command("train")(train_command)
-    app.command("merge")(merge_command)
-    app.command("eval")(eval_command)
-    app.command("eval-code")(eval_code_command)
-    app.command("run")(run_command)
-    app.command("status")(status_command)
-    app.command("report")(report_command)
-    judge_app = typer.Typer(help="Refusal judge: label completions, validate against human labels.")
-    judge_app.command("refusal")(judge_refusal_command)
-    judge_app.command("validate")(judge_validate_command)
-    app.add_typer(judge_app, name="judge")
-    world_app = typer.Typer(
-        help="Synthetic skill world: a general mix plus science, safety and coding skills.",
-        no_args_is_help=True,
-    )
-    world_app.command("make")(world_make_command)
-    app.add_typer(world_app, name="world")
-
-
-_register_stage_commands()
-
-
 def run_cli(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return the exit code, turning user errors into one line and code 2."""
     command = typer.main.get_command(app)
@@ -343,6 +394,9 @@ def run_cli(argv: list[str] | None = None) -> int:
     except SkillmergeError as err:
         typer.echo(f"error: {err}", err=True)
         return err.exit_code
+    except click_exceptions.NoArgsIsHelpError as err:  # a group called without a subcommand: its help
+        typer.echo(err.format_message(), err=True)
+        return 2
     except click_exceptions.UsageError as err:
         message = err.format_message()
         if message:  # empty when a group was called without a subcommand: help was already printed
