@@ -235,8 +235,12 @@ def test_unknown_suite_and_bad_options_are_refused() -> None:
         get_suite("nope")
     assert str(info.value).startswith("unknown suite 'nope'; known: ")
     assert "general" in str(info.value) and "science" in str(info.value)
-    with pytest.raises(UsageError, match="bad options"):
+    with pytest.raises(UsageError, match=r"suite 'general': unknown option 'colour' \(its options: "):
         get_suite("general", colour="red")
+    with pytest.raises(
+        UsageError, match=r"suite 'world-general' needs option 'path': give it as world-general\.path="
+    ):
+        get_suite("world-general")
 
 
 def test_limit_subsamples_with_the_seed() -> None:

@@ -356,3 +356,72 @@ def test_the_next_merge_removes_what_a_sigkill_left_and_nothing_else(
     assert code == 0, err
     assert (out / "model.safetensors").is_file()
     assert _hidden(tmp_path) == sorted(p.name for p in (live, elsewhere, other_output))
+
+
+# 9. smaller: typos named, options named, the path rule said
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("limt", 200, "eval: unknown key 'limt'; did you mean 'limit'?"),
+        ("optons", {}, "eval: unknown key 'optons'; did you mean 'options'?"),
+        ("genral", ["world-general"], "eval: unknown score 'genral'; did you mean 'general'?"),
+    ],
+)
+def test_a_typo_in_the_eval_section_is_named(tmp_path: Path, key: str, value: object, fragment: str) -> None:
+    import yaml
+
+    from skillmerge.errors import UsageError
+    from skillmerge.experiment.spec import load_spec
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "demo-spec.yaml"
+    raw = yaml.safe_load(example.read_text(encoding="utf-8"))
+    raw["eval"][key] = value
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(UsageError) as info:
+        load_spec(tmp_path / "spec.yaml")
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_suite_without_its_required_option_says_how_to_give_it(
+    models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _cli(
+        ["eval", str(models / "a"), "--suite", "world-general", "--out", str(tmp_path / "e")], capsys
+    )
+    _one_line_exit_2(code, err, "suite 'world-general' needs option 'path'", "world-general.path=")
+    assert "keyword-only" not in err and not (tmp_path / "e").exists()
+    code, err = _cli(
+        [
+            "eval",
+            str(models / "a"),
+            "--suite",
+            "world-general",
+            "--option",
+            "world-general.pth=x",
+            "--out",
+            "e",
+        ],
+        capsys,
+    )
+    _one_line_exit_2(code, err, "suite 'world-general': unknown option 'pth' (its options: path)")
+
+
+def test_a_merge_yaml_path_found_only_under_the_working_directory_names_the_rule(
+    models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(models.parent)
+    (tmp_path / "configs").mkdir()
+    config = tmp_path / "configs" / "merge.yaml"
+    relative = f"{models.name}/a"  # right from the working directory, wrong from the YAML's folder
+    config.write_text(f"merge_method: linear\nmodels:\n  - model: {relative}\n  - model: {relative}\n")
+    code, err = _cli(["merge", str(config), "--out", str(tmp_path / "out")], capsys)
+    _one_line_exit_2(
+        code, err, "models[0]", "read from the YAML's folder, not the working directory", "write '"
+    )
+    written = err.split("write '")[1].split("'")[0]
+    assert (config.parent / written).resolve() == (models / "a").resolve()  # the advice is right
+    config.write_text(f"merge_method: linear\nmodels:\n  - model: {written}\n  - model: {written}\n")
+    code, err = _cli(["merge", str(config), "--out", str(tmp_path / "out")], capsys)
+    assert code == 0, err

@@ -258,6 +258,23 @@ class Launcher(BaseModel):
         return self
 
 
+def _check_eval_keys(section: dict[str, Any]) -> None:
+    """The ``eval`` section holds scores and two options; a typo (``limt``) is named, not mistyped."""
+    from difflib import get_close_matches
+
+    from skillmerge.evaluate.suites import CATEGORY_NAMES
+
+    allowed = (*CATEGORY_NAMES, "limit", "options")
+    for key in section:
+        if key not in allowed:
+            close = get_close_matches(str(key), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            scores = ", ".join(CATEGORY_NAMES)
+            what = "score" if isinstance(section[key], list) else "key"
+            known = f"scores: {scores}; options: limit, options"
+            raise ValueError(f"eval: unknown {what} {key!r}{hint} ({known})")
+
+
 class ExperimentSpec(BaseModel):
     """A validated experiment; see the module docstring for the YAML form."""
 
@@ -284,6 +301,8 @@ class ExperimentSpec(BaseModel):
         if not isinstance(raw, dict):
             return raw
         raw = dict(raw)
+        if isinstance(raw.get("eval"), dict):
+            _check_eval_keys(raw["eval"])
         for section, key, field_name in (
             ("eval", "limit", "eval_limit"),
             ("eval", "options", "eval_options"),

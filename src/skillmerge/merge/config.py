@@ -23,6 +23,7 @@ Relative model paths in a YAML file are resolved against the file's directory.
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -265,4 +266,20 @@ def load_merge_config(path: str | Path) -> MergeConfig:
     path = Path(path)
     data = read_yaml_mapping(path, "merge config")
     config = config_from_dict(data, path)
-    return config.resolve_paths(path.resolve().parent)
+    root = path.resolve().parent
+    _check_relative_paths(config, root, path)
+    return config.resolve_paths(root)
+
+
+def _check_relative_paths(config: MergeConfig, root: Path, source: Path) -> None:
+    """A relative model path found under the working directory but not the YAML's folder: say the rule."""
+    named = [("base_model", config.base_model)]
+    named += [(f"models[{i}]", m.model) for i, m in enumerate(config.models)]
+    for field, value in named:
+        if value is None or Path(value).is_absolute() or (root / value).exists() or not Path(value).exists():
+            continue  # (missing everywhere: the merge names the path it looked at)
+        where = os.path.relpath(Path(value).resolve(), root)
+        raise UsageError(
+            f"{source}: {field}: {value!r} is not in {root} (relative paths in a merge YAML are read from "
+            f"the YAML's folder, not the working directory); write {where!r} or an absolute path"
+        )

@@ -20,6 +20,7 @@ exaggerated_refusal, coding) and *headline* score in [0, 1], higher is better:
 from __future__ import annotations
 
 import importlib
+import inspect
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
@@ -87,6 +88,7 @@ def get_suite(name: str, **options: object) -> Suite:
             f"; suite module {m!r} failed to import ({e})" for m, e in sorted(IMPORT_ERRORS.items())
         )
         raise UsageError(f"unknown suite {name!r}; known: {', '.join(suite_names()) or 'none'}{broken}")
+    _check_options(name, factory, options)
     try:
         suite = factory(**options)
     except TypeError as err:
@@ -94,6 +96,27 @@ def get_suite(name: str, **options: object) -> Suite:
     if not suite.name:
         suite.name = name
     return suite
+
+
+def _check_options(name: str, factory: SuiteFactory, options: Mapping[str, object]) -> None:
+    """One line naming a missing or unknown option of suite ``name`` (from its factory's signature)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a factory without a signature: let it check its own options
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    named = {k: p for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    unknown = sorted(set(options) - set(named))
+    if unknown:
+        known = ", ".join(named) or "none"
+        raise UsageError(f"suite {name!r}: unknown option {unknown[0]!r} (its options: {known})")
+    missing = [k for k, p in named.items() if p.default is p.empty and k not in options]
+    if missing:
+        raise UsageError(
+            f"suite {name!r} needs option {missing[0]!r}: give it as {name}.{missing[0]}=VALUE "
+            f"(eval --option, or eval.options.{name}.{missing[0]} in an experiment spec)"
+        )
 
 
 def suite_category(name: str, result: SuiteResult | None = None) -> str | None:
