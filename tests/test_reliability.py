@@ -425,3 +425,25 @@ def test_a_merge_yaml_path_found_only_under_the_working_directory_names_the_rule
     config.write_text(f"merge_method: linear\nmodels:\n  - model: {written}\n  - model: {written}\n")
     code, err = _cli(["merge", str(config), "--out", str(tmp_path / "out")], capsys)
     assert code == 0, err
+
+
+def test_resume_with_no_checkpoint_starts_fresh_and_says_so(
+    tiny_model_dir: Path, train_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    args = ["train", "--model", str(tiny_model_dir), "--data", str(train_file), "--out", str(out)]
+    args += ["--template", "chatml", "--max-len", "128", "--max-steps", "2", "--no-progress", "--resume"]
+    code = run_cli(args)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert (
+        f"--resume: no checkpoint in {tmp_path / 'out.checkpoints'} yet; starting from step 0" in captured.out
+    )
+    assert (out / "model.safetensors").is_file() and not (tmp_path / "out.checkpoints").exists()
+    straight = tmp_path / "straight"
+    assert run_cli([*args[:6], str(straight), *args[7:-1]]) == 0  # the same run without --resume
+    import torch
+    from safetensors.torch import load_file
+
+    a, b = load_file(out / "model.safetensors"), load_file(straight / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -84,7 +84,7 @@ def test_lora_resume_after_a_crash_matches_an_uninterrupted_run(
     tiny_model_dir: Path, train_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Adapter-only checkpoints plus restored RNG (dropout is on) continue bit for bit."""
-    import skillmerge.train.sft as sft
+    import skillmerge.train.loop as sft
 
     def config(out: Path, **extra: Any) -> Any:
         fields = lora_fields(tiny_model_dir, train_file, out, dropout=0.2)
