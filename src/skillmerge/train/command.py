@@ -1,135 +1,205 @@
-"""``skillmerge train``: flags (and an optional CONFIG.yaml) → :class:`TrainConfig` → ``train.run``.
+"""``skillmerge train``: an optional CONFIG.yaml, ``--set KEY=VALUE`` and flags → :class:`TrainConfig` → run.
 
-Precedence: ``--preset`` (or the YAML's ``preset:``) < YAML fields < flags. Only flags given on the command
-line override; the rest come from the YAML or the preset.
+Every flag is a :class:`TrainConfig` field, made from the config model itself (its description is the flag's
+help), so a new field is a new flag with nothing to retype here:
+
+- a top-level field ``name_with_parts`` is ``--name-with-parts``; a yes/no field is ``--name/--no-name``;
+- ``data.*`` fields drop the section (``--max-len``, ``--template``; ``data.files`` is ``--data``);
+- ``lora.*`` fields are ``--lora-*`` (``lora.enabled`` is ``--lora``);
+- a list field is repeatable (``--data a.jsonl --data b.jsonl``).
+
+``--set KEY=VALUE`` reaches any field by its dotted name with a YAML value (``--set lora.dropout=0.1``,
+``--set max_grad_norm=null``). Precedence, later wins: ``--preset`` (or the YAML's ``preset:``) < YAML <
+``--set`` < flags; only what is given overrides (:func:`skillmerge.train.config.layer`, which also owns the
+rule that ``grad_accum`` and ``effective_batch_size`` exclude each other).
 """
 
 from __future__ import annotations
 
+import inspect
+import types
+import typing
+from dataclasses import dataclass
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
+from pydantic import BaseModel
+
+from skillmerge.config_yaml import load_yaml
+from skillmerge.errors import UsageError
+from skillmerge.train.config import PRESETS, TrainConfig, layer, read_config_yaml
+
+# How sections and a few fields are spelled as flags (everything else follows the rules above).
+SECTION_PREFIX = {"data": "", "lora": "lora-"}
+FLAG_NAMES: dict[str, tuple[str, ...]] = {
+    "data.files": ("--data",),
+    "data.packing": ("--packing/--bucketing",),
+    "lora.enabled": ("--lora/--no-lora",),
+    "effective_batch_size": ("--effective-batch-size", "--effective-batch"),
+}
 
 
-def train_command(
-    config: Annotated[
-        Path | None, typer.Argument(help="Training YAML (fields of TrainConfig; flags override it).")
-    ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Base model directory (HF format).")] = None,
-    data: Annotated[
-        list[str] | None,
-        typer.Option("--data", help="Chat data file (JSONL/CSV/Parquet) or a mixture YAML; repeatable."),
-    ] = None,
-    out: Annotated[str | None, typer.Option("--out", help="Output directory (model or adapter).")] = None,
-    validation: Annotated[
-        list[str] | None, typer.Option("--validation", help="Validation chat file; repeatable.")
-    ] = None,
-    template: Annotated[str | None, typer.Option(help="Chat template: model, chatml or tulu.")] = None,
-    max_len: Annotated[int | None, typer.Option("--max-len", help="Maximum tokens per example.")] = None,
-    packing: Annotated[
-        bool | None, typer.Option("--packing/--bucketing", help="Pack examples or bucket by length.")
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
-    max_steps: Annotated[
-        int | None, typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")
-    ] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Examples per device per micro-batch.")
-    ] = None,
-    grad_accum: Annotated[
-        int | None, typer.Option("--grad-accum", help="Gradient accumulation steps.")
-    ] = None,
-    effective_batch: Annotated[
-        int | None,
-        typer.Option("--effective-batch", help="Examples per optimizer step (sets --grad-accum)."),
-    ] = None,
-    warmup_ratio: Annotated[
-        float | None, typer.Option("--warmup-ratio", help="Warmup fraction of the steps.")
-    ] = None,
-    weight_decay: Annotated[float | None, typer.Option("--weight-decay", help="AdamW weight decay.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed (data order, initialisation of LoRA).")] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32 or bf16 (autocast).")] = None,
-    gradient_checkpointing: Annotated[
-        bool | None, typer.Option("--gradient-checkpointing", help="Recompute activations.")
-    ] = None,
-    save_steps: Annotated[
-        int | None, typer.Option("--save-steps", help="Checkpoint every K optimizer steps.")
-    ] = None,
-    eval_steps: Annotated[
-        int | None, typer.Option("--eval-steps", help="Validation loss every N steps.")
-    ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
-    lora: Annotated[bool | None, typer.Option("--lora", help="Train LoRA adapters, not all weights.")] = None,
-    lora_r: Annotated[int | None, typer.Option("--lora-r", help="LoRA rank r.")] = None,
-    lora_alpha: Annotated[float | None, typer.Option("--lora-alpha", help="LoRA alpha (scale α/r).")] = None,
-    lora_save: Annotated[str | None, typer.Option("--lora-save", help="adapter, merged or both.")] = None,
-    preset: Annotated[str | None, typer.Option(help="Preset: cpu-small (default) or paper.")] = None,
-    no_progress: Annotated[
-        bool, typer.Option("--no-progress", help="Log lines instead of a progress bar.")
-    ] = False,
-) -> None:
-    """Supervised finetuning (full or LoRA) on chat data; loss on assistant tokens only."""
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag for the TrainConfig field at ``path`` (dotted)."""
+
+    path: str
+    names: tuple[str, ...]
+    kind: Any  # the Python type typer parses: bool, int, float, str or list[str]
+    help: str
+
+    @property
+    def parameter(self) -> str:
+        return self.path.replace(".", "__")
+
+
+def _field_type(annotation: Any) -> tuple[Any, tuple[str, ...]]:
+    """(the type a flag parses, the choices of a Literal) for a field annotation."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _field_type(inner)
+    if typing.get_origin(annotation) is Literal:
+        return str, tuple(str(v) for v in typing.get_args(annotation))
+    if typing.get_origin(annotation) is list:
+        _, choices = _field_type(typing.get_args(annotation)[0])
+        return list[str], choices
+    if annotation in (bool, int, float, str):
+        return annotation, ()
+    raise TypeError(f"no flag for a field of type {annotation!r}")
+
+
+def config_flags(model: type[BaseModel] = TrainConfig, prefix: str = "", flag_prefix: str = "") -> list[Flag]:
+    """The flags of every field of ``model`` (recursing into its sections), in declaration order."""
+    flags: list[Flag] = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            flags += config_flags(field.annotation, f"{path}.", SECTION_PREFIX[name])
+            continue
+        kind, choices = _field_type(field.annotation)
+        if field.description is None:
+            raise TypeError(f"TrainConfig field {path} has no description (it is the flag's help)")
+        help_text = field.description + (f" One of: {', '.join(choices)}." if choices else "")
+        stem = "--" + flag_prefix + name.replace("_", "-")
+        names = FLAG_NAMES.get(path) or ((f"{stem}/--no-{stem[2:]}",) if kind is bool else (stem,))
+        flags.append(Flag(path, names, kind, help_text))
+    return flags
+
+
+FLAGS = config_flags()
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items → nested fields; an unknown key is named with its closest field."""
+    known = [flag.path for flag in FLAGS]
+    fields: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. lora.dropout=0.1")
+        if key not in known:
+            close = get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"--set {item!r}: no TrainConfig field {key!r}{hint}")
+        try:
+            value = load_yaml(text) if text.strip() else None
+        except Exception:  # yaml.YAMLError and friends: one line naming the item
+            raise UsageError(f"--set {item!r}: the value is not valid YAML") from None
+        _put(fields, key, value)
+    return fields
+
+
+def _put(tree: dict[str, Any], path: str, value: Any) -> None:
+    *sections, name = path.split(".")
+    for section in sections:
+        tree = tree.setdefault(section, {})
+    tree[name] = value
+
+
+def _train(config: Path | None, preset: str | None, set_items: list[str] | None, **given: Any) -> None:
     from skillmerge.train import run
-    from skillmerge.train.config import build_train_config, merge_fields, read_config_yaml
+    from skillmerge.train.config import build_train_config
 
     fields: dict[str, Any] = read_config_yaml(config) if config is not None else {}
-    flags: dict[str, Any] = {
-        "preset": preset,
-        "model": model,
-        "out": out,
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "lr": lr,
-        "batch_size": batch_size,
-        "warmup_ratio": warmup_ratio,
-        "weight_decay": weight_decay,
-        "seed": seed,
-        "precision": precision,
-        "gradient_checkpointing": gradient_checkpointing,
-        "save_steps": save_steps,
-        "eval_steps": eval_steps,
-        "data": {
-            "files": data or None,
-            "validation": validation or None,
-            "template": template,
-            "max_len": max_len,
-            "packing": packing,
-        },
-        "lora": {"enabled": lora, "r": lora_r, "alpha": lora_alpha, "save": lora_save},
-    }
-    # The two ways to size the effective batch exclude each other: a flag for one clears the other.
-    if grad_accum is not None:
-        flags.update(grad_accum=grad_accum, effective_batch_size=None)
-    if effective_batch is not None:
-        flags.update(effective_batch_size=effective_batch, grad_accum=None)
-    given = _drop_none(flags)
-    if resume:
-        given["resume"] = True
-    if overwrite:
-        given["overwrite"] = True
-    if no_progress:
-        given["progress"] = False
+    if preset is not None:
+        fields["preset"] = preset
+    fields = layer(fields, parse_set(set_items or []))
+    flags: dict[str, Any] = {}
+    for flag in FLAGS:
+        value = given[flag.parameter]
+        if value is not None and value != []:  # not given (typer reports an absent list as [] or None)
+            _put(flags, flag.path, value)
+    fields = layer(fields, flags)  # sections merge: a --max-len flag keeps the YAML's other data fields
     where = str(config) if config is not None else "train"
-    result = run(build_train_config(merge_fields(fields, given), where=where))
+    result = run(build_train_config(fields, where=where))
     from accelerate import PartialState
 
     if PartialState().is_main_process:  # under `accelerate launch` every process gets here
         typer.echo(f"wrote {result.out} (final loss {result.final_loss:.4f})")
 
 
-_CLEARABLE = ("grad_accum", "effective_batch_size")
+def _make_command() -> Any:
+    """``train_command`` with one typer parameter per :data:`FLAGS` entry, plus CONFIG, --preset and --set."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [
+        inspect.Parameter(
+            "config",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=None,
+            annotation=Annotated[
+                Path | None,
+                typer.Argument(help="Training YAML (TrainConfig fields; --set and flags override it)."),
+            ],
+        )
+    ]
+    for flag in FLAGS:
+        option = typer.Option(*flag.names, help=flag.help, show_default=False)
+        parameters.append(
+            inspect.Parameter(
+                flag.parameter, keyword, default=None, annotation=Annotated[flag.kind | None, option]
+            )
+        )
+    presets = ", ".join(PRESETS)
+    parameters.append(
+        inspect.Parameter(
+            "preset",
+            keyword,
+            default=None,
+            annotation=Annotated[
+                str | None, typer.Option(help=f"Defaults to start from: {presets} (first is default).")
+            ],
+        )
+    )
+    parameters.append(
+        inspect.Parameter(
+            "set_items",
+            keyword,
+            default=None,
+            annotation=Annotated[
+                list[str] | None,
+                typer.Option(
+                    "--set", help="KEY=VALUE for any TrainConfig field (dotted, YAML value); repeatable."
+                ),
+            ],
+        )
+    )
+
+    def train_command(**kwargs: Any) -> None:
+        """Supervised finetuning (full or LoRA) on chat data; loss on assistant tokens only.
+
+        Flags are TrainConfig fields (docs: skillmerge.train.command); precedence: preset < YAML < --set <
+        flags.
+        """
+        _train(kwargs.pop("config"), kwargs.pop("preset"), kwargs.pop("set_items"), **kwargs)
+
+    train_command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    train_command.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
+    return train_command
 
 
-def _drop_none(tree: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            value = _drop_none(value)
-            if value:
-                out[key] = value
-        elif value is not None or key in _CLEARABLE:  # these are only present when a flag set them
-            out[key] = value
-    return out
+train_command = _make_command()
+
+__all__ = ["FLAGS", "Flag", "config_flags", "parse_set", "train_command"]

@@ -27,13 +27,15 @@ class LoraConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = False
-    r: int = Field(16, gt=0)
-    alpha: float = Field(32.0, gt=0)
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
-    rslora: bool = False
-    save: Literal["adapter", "merged", "both"] = "adapter"
+    enabled: bool = Field(False, description="Train LoRA adapters, not all weights.")
+    r: int = Field(16, gt=0, description="LoRA rank r.")
+    alpha: float = Field(32.0, gt=0, description="LoRA alpha (scale α/r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS), description="Module names that get adapters."
+    )
+    rslora: bool = Field(False, description="Rank-stabilised scale α/√r.")
+    save: Literal["adapter", "merged", "both"] = Field("adapter", description="What the output holds.")
 
     @field_validator("target_modules")
     @classmethod
@@ -48,58 +50,85 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    files: list[str] = Field(default_factory=list)  # chat data files (JSONL/CSV/Parquet or hub:ID)
-    mixture: str | None = None  # a mixture YAML (skillmerge.data.mixture), instead of / besides files
-    validation: list[str] = Field(default_factory=list)  # held-out chat files for validation loss
-    val_fraction: float | None = Field(None, gt=0.0, lt=1.0)  # or: split this much off the training data
-    template: str = "model"
-    max_len: int = Field(1024, gt=0)
-    packing: bool = False  # default: length bucketing, faster on CPU (docs/packing.md)
+    files: list[str] = Field(
+        default_factory=list, description="Chat data file (JSONL/CSV/Parquet, hub:ID or a mixture YAML)."
+    )
+    mixture: str | None = Field(None, description="A mixture YAML, instead of or besides the files.")
+    validation: list[str] = Field(default_factory=list, description="Held-out chat file for validation loss.")
+    val_fraction: float | None = Field(
+        None, gt=0.0, lt=1.0, description="Or: split this fraction off the training data for validation."
+    )
+    template: str = Field("model", description="Chat template: model, chatml or tulu.")
+    max_len: int = Field(1024, gt=0, description="Maximum tokens per example.")
+    packing: bool = Field(
+        False, description="Pack examples into rows, or bucket them by length (faster on CPU)."
+    )
     # Micro-batches (skillmerge.train.data): at most micro_batch_tokens padded tokens (default batch_size ×
     # max_len), cut to minimise padded tokens + micro_batch_overhead_tokens per extra forward/backward.
-    micro_batch_tokens: int | None = Field(None, gt=0)
-    micro_batch_overhead_tokens: int = Field(32, ge=0)
-    skip_bad: bool = False
+    micro_batch_tokens: int | None = Field(
+        None, gt=0, description="Padded tokens per micro-batch at most (default batch size × max len)."
+    )
+    micro_batch_overhead_tokens: int = Field(
+        32,
+        ge=0,
+        description="Cost of one more forward/backward, in padded tokens, when cutting micro-batches.",
+    )
+    skip_bad: bool = Field(False, description="Skip malformed data lines instead of stopping.")
 
 
 class TrainConfig(BaseModel):
-    """Everything that defines a training run; ``trajectory_fields`` are the ones a resume must match."""
+    """Everything that defines a training run; ``trajectory_fields`` are the ones a resume must match.
+
+    Each field's description is its ``skillmerge train`` flag's help (:mod:`skillmerge.train.command`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str
-    out: str
+    model: str = Field(description="Start model directory (HF format).")
+    out: str = Field(description="Output directory (model or adapter).")
     data: DataConfig = Field(default_factory=DataConfig)
-    epochs: int = Field(1, gt=0)
-    max_steps: int | None = Field(None, gt=0)  # overrides epochs (cycles the data when longer)
-    lr: float = 1e-4
-    schedule: Literal["linear", "constant"] = "linear"
-    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0)
-    adam_beta2: float = Field(0.999, ge=0.0, lt=1.0)
-    adam_eps: float = Field(1e-8, gt=0.0)
-    max_grad_norm: float | None = Field(1.0, gt=0.0)
-    batch_size: int = Field(4, gt=0)  # per device, in examples (packed rows when packing)
-    grad_accum: int | None = Field(None, gt=0)
-    effective_batch_size: int | None = Field(None, gt=0)
-    seed: int = 0
-    precision: Literal["fp32", "bf16"] = "fp32"
-    gradient_checkpointing: bool = False
+    epochs: int = Field(1, gt=0, description="Passes over the data.")
+    max_steps: int | None = Field(
+        None, gt=0, description="Optimizer steps (overrides epochs; cycles the data when longer)."
+    )
+    lr: float = Field(1e-4, description="Peak learning rate.")
+    schedule: Literal["linear", "constant"] = Field(
+        "linear", description="Learning-rate schedule after warmup."
+    )
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Warmup fraction of the steps.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay (matrices only).")
+    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0, description="AdamW β1.")
+    adam_beta2: float = Field(0.999, ge=0.0, lt=1.0, description="AdamW β2.")
+    adam_eps: float = Field(1e-8, gt=0.0, description="AdamW ε.")
+    max_grad_norm: float | None = Field(1.0, gt=0.0, description="Gradient clipping norm (null: none).")
+    batch_size: int = Field(
+        4, gt=0, description="Examples per device per micro-batch (packed rows when packing)."
+    )
+    grad_accum: int | None = Field(None, gt=0, description="Gradient accumulation steps.")
+    effective_batch_size: int | None = Field(
+        None, gt=0, description="Examples per optimizer step over all processes (sets grad accum)."
+    )
+    seed: int = Field(0, description="Seed (data order, initialisation of LoRA, dropout).")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="Precision (bf16: autocast).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward.")
     lora: LoraConfig = Field(default_factory=LoraConfig)
     # Regular expressions over parameter names (re.search); matching weights stay frozen in full finetuning,
     # e.g. ["embed_tokens", "layers\\.([0-9]|1[0-9])\\."] trains only layers 20+ and the norms: backward
     # then stops at the first trained layer, so training is cheaper (the task vector is zero elsewhere).
-    freeze: list[str] = Field(default_factory=list)
-    save_steps: int | None = Field(None, gt=0)  # checkpoint every K optimizer steps
-    save_total_limit: int = Field(2, gt=0)  # checkpoints kept (oldest removed)
-    checkpoint_dir: str | None = None  # default: OUT.checkpoints next to the output
-    eval_steps: int | None = Field(None, gt=0)  # validation loss every N steps (and at the end)
-    log_steps: int = Field(1, gt=0)
-    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
-    resume: bool = False
-    overwrite: bool = False
-    progress: bool = True
+    freeze: list[str] = Field(
+        default_factory=list, description="Regular expression of parameter names kept frozen."
+    )
+    save_steps: int | None = Field(None, gt=0, description="Checkpoint every K optimizer steps.")
+    save_total_limit: int = Field(2, gt=0, description="Checkpoints kept (oldest removed).")
+    checkpoint_dir: str | None = Field(None, description="Checkpoint folder (default: OUT.checkpoints).")
+    eval_steps: int | None = Field(None, gt=0, description="Validation loss every N steps (and at the end).")
+    log_steps: int = Field(1, gt=0, description="A log line every N steps when the progress bar is off.")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=list, description="Experiment tracker."
+    )
+    resume: bool = Field(False, description="Continue from the newest checkpoint (none yet: start fresh).")
+    overwrite: bool = Field(False, description="Replace an existing output.")
+    progress: bool = Field(True, description="A progress bar (else log lines).")
 
     @field_validator("lr")
     @classmethod
@@ -199,6 +228,21 @@ def preset_fields(name: str) -> dict[str, Any]:
     return merge_fields({}, PRESETS[name])
 
 
+# Fields that size the same thing: a layer that sets one clears the other from the layers below it.
+EXCLUSIVE: tuple[tuple[str, str], ...] = (("grad_accum", "effective_batch_size"),)
+
+
+def layer(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base`` (preset < YAML < --set < flags): :func:`merge_fields`, except that a field of
+    an :data:`EXCLUSIVE` pair set in ``update`` clears its partner from ``base``."""
+    base = dict(base)
+    for a, b in EXCLUSIVE:
+        for mine, other in ((a, b), (b, a)):
+            if update.get(mine) is not None and other not in update:
+                base.pop(other, None)
+    return merge_fields(base, update)
+
+
 def merge_fields(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """``base`` updated by ``update``, recursing into nested sections (``data``, ``lora``)."""
     out = {k: (merge_fields({}, v) if isinstance(v, dict) else v) for k, v in base.items()}
@@ -214,11 +258,7 @@ def build_train_config(fields: dict[str, Any], *, where: str = "config") -> Trai
     """Validate ``fields`` over their ``preset``; errors are one line ``WHERE: field: problem``."""
     fields = dict(fields)
     preset = preset_fields(fields.pop("preset", None) or DEFAULT_PRESET)
-    # grad_accum and effective_batch_size exclude each other: the user's one clears the preset's.
-    for mine, other in (("grad_accum", "effective_batch_size"), ("effective_batch_size", "grad_accum")):
-        if fields.get(mine) is not None and other not in fields:
-            preset.pop(other, None)
-    merged = merge_fields(preset, fields)
+    merged = layer(preset, fields)
     try:
         return TrainConfig.model_validate(merged)
     except ValidationError as err:
