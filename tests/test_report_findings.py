@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -518,3 +519,28 @@ def test_wise_ft_rows_are_not_the_best_ptm_in_f2_and_f4(full: FakeRun) -> None:
     assert after["F2"]["per_skill"]["safety"]["ptm_id"] == before["F2"]["per_skill"]["safety"]["ptm_id"]
     assert "wise_ft" not in after["F2"]["per_skill"]["safety"]["ptm_id"]
     assert after["F4"]["ptm_id"] == before["F4"]["ptm_id"]
+
+
+def test_a_new_finding_is_one_registered_unit(full: FakeRun) -> None:
+    from skillmerge.report.findings import FINDINGS, Finding, register_finding, unregister_finding
+
+    def judge(view: Any) -> dict[str, Any]:
+        g = view.general.score("general")
+        return {"holds": g >= 40.0, "claim": "θ_G keeps 40 general points", "theta_G_general": g}
+
+    toy = Finding(
+        "F7", "θ_G keeps 40 general points", judge, lambda f: [f"θ_G general {f['theta_G_general']:.1f}"]
+    )
+    register_finding(toy)
+    try:
+        f = _findings(full)
+        assert list(f) == ["F1", "F2", "F3", "F4", "F5", "F6", "F7"]
+        assert f["F7"] == {"holds": True, "claim": "θ_G keeps 40 general points", "theta_G_general": 50.0}
+        assert "| F7 | θ_G keeps 40 general points | yes | θ_G general 50.0 |" in findings_table(f)
+        assert CLAIMS["F7"] == "θ_G keeps 40 general points"
+        with pytest.raises(ValueError, match="'F7' is registered twice"):
+            register_finding(Finding("F7", "another", judge, lambda f: []))
+    finally:
+        unregister_finding("F7")
+    assert "F7" not in FINDINGS and "F7" not in CLAIMS
+    assert list(_findings(full)) == ["F1", "F2", "F3", "F4", "F5", "F6"]
