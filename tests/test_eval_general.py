@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from skillmerge.errors import DataError, UsageError
-from skillmerge.evaluate.suites import get_suite, select_items
+from skillmerge.evaluate.suites import get_suite, headline_score, select_items
 from skillmerge.evaluate.suites.base import Conversation, GenerationParams
 from skillmerge.evaluate.suites.general import (
     _FACTS,
@@ -251,3 +251,26 @@ def test_limit_subsamples_with_the_seed() -> None:
     assert sorted(select_items(items, 5, 3)) == select_items(items, 5, 3)
     with pytest.raises(UsageError):
         select_items(items, 0, 0)
+
+
+def test_a_suite_declares_its_category_and_headline_where_it_registers() -> None:
+    from skillmerge.evaluate.suites import CATEGORIES, HEADLINES, SUITES, register_suite, suite_category
+    from skillmerge.evaluate.suites.base import SuiteResult
+
+    def factory() -> object:
+        raise AssertionError("not built here")
+
+    register_suite("toy-accuracy", category="science", headline="accuracy")(factory)
+    try:
+        result = SuiteResult("toy-accuracy", {"accuracy": 0.25, "score": 0.9, "science": 0.8}, [], {})
+        assert headline_score(result, "science") == 0.25  # the declared metric, not score or the category's
+        assert suite_category("toy-accuracy") == "science"
+        assert headline_score(SuiteResult("toy-accuracy", {"score": 0.9}, [], {})) is None  # no guessing
+    finally:
+        for table in (SUITES, CATEGORIES, HEADLINES):
+            table.pop("toy-accuracy", None)
+    # A result of a suite this process has not registered (read back from disk): its "score".
+    assert headline_score(SuiteResult("elsewhere", {"score": 0.5, "f1": 0.1}, [], {})) == 0.5
+    assert headline_score(SuiteResult("elsewhere", {"f1": 0.1}, [], {})) is None
+    assert suite_category("elsewhere") is None
+    assert suite_category("elsewhere", SuiteResult("elsewhere", {}, [], {"category": "coding"})) == "coding"

@@ -118,9 +118,10 @@ def test_paper_scores_follow_the_paper_formulas() -> None:
         _result(
             "general-mc", {"score": 0.4}, {"components": {"mc": 0.4}}
         ),  # same task: counted once, last wins
-        _result("coding", {"pass@1": 0.3, "pass@10": 0.5}),  # no score: Coding = mean pass@k
-        _result("safety", {"harmbench_compliance": 20.0, "safety": 85.0}),  # reported on 0-100
-        _result("xstest", {"xstest_safe_compliance": 92.0, "xstest_safe_compliance/homonyms": 90.0}),
+        _result("coding", {"pass@1": 0.3, "pass@10": 0.4, "score": 0.4}),  # each suite's registered headline
+        _result("safety", {"harmbench_compliance": 20.0, "safety": 85.0, "score": 0.85}),  # 0-100 beside it
+        _result("xstest", {"xstest_safe_compliance": 92.0, "score": 0.92}),
+        _result("perplexity", {"nll": 1.0, "perplexity": 2.7}),  # no headline metric: not guessed
         _result("science", {"score": 0.25, "f1": 0.25, "em": 0.1}, {"components": {"science-rc": 0.25}}),
         _result("mystery", {"a": 1.0, "b": 2.0}),
     ]
@@ -131,7 +132,7 @@ def test_paper_scores_follow_the_paper_formulas() -> None:
     assert scores["exaggerated_refusal"] == pytest.approx(92.0)
     assert scores["science"] == pytest.approx(25.0)
     assert scores["components"]["coding"] == {"coding": pytest.approx(0.4)}
-    assert scores["unaggregated"] == ["mystery"]
+    assert scores["unaggregated"] == ["perplexity", "mystery"]
 
 
 def test_lm_eval_is_refused_in_one_line_when_not_installed(tmp_path: Path) -> None:

@@ -155,7 +155,7 @@ def test_a_record_without_an_assistant_turn_is_refused_naming_the_file(
 def test_missing_and_empty_inputs_are_refused(backend: HFBackend, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no path given"):
         get_suite("perplexity", path=[])
-    with pytest.raises(UsageError, match="bad options"):
+    with pytest.raises(UsageError, match="suite 'perplexity' needs option 'path'"):
         get_suite("perplexity")  # path is required
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(UsageError, match=r"no records in .*empty\.jsonl"):

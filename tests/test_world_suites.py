@@ -428,7 +428,8 @@ def test_bad_world_input_is_refused_with_one_line(tmp_path: Path, world: World, 
     refused("world-coding", "record c7 has no 'entry_point'", path=_write(tmp_path / "c.jsonl", coding))
     (tmp_path / "d.jsonl").write_text('{"messages": [}\n', encoding="utf-8")
     refused("world-general", r"d\.jsonl:1: malformed JSON", path=tmp_path / "d.jsonl")
-    refused("world-general", "bad options", path=world.root, max_new_tokens=3)
+    unknown = r"unknown option 'max_new_tokens' \(its options: path\)"
+    refused("world-general", unknown, path=world.root, max_new_tokens=3)
     with pytest.raises(UsageError, match="backend 'scripted' cannot score teacher-forced"):
         get_suite("world-general", path=world.root).run(ScriptedBackend({}))
 

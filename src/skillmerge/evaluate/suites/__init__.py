@@ -6,12 +6,13 @@ built-in modules are imported below, each on its own, so one that cannot be impo
 dependency) leaves the others usable and is named when its suite is asked for.
 
 Paper aggregates (:mod:`skillmerge.evaluate`) need each suite's *category* (general, science, safety,
-exaggerated_refusal, coding) and *headline* score in [0, 1], higher is better:
+exaggerated_refusal, coding) and *headline* score in [0, 1], higher is better. A suite declares both where it
+registers, ``register_suite(name, category=..., headline="metric")``:
 
-- category: ``register_suite(name, category=...)``, else ``SuiteResult.meta["category"]``, else
-  :data:`DEFAULT_CATEGORIES` by name;
-- headline: ``metrics["score"]``; else the metric :data:`DEFAULT_HEADLINES` names (rescaled); else, for
-  coding, the mean of the ``pass@k`` metrics; else a metric named like the category; else the only metric;
+- category: the registered one; a suite registered without one (``chat``, ``perplexity``) may name it in
+  ``SuiteResult.meta["category"]``, or an experiment spec's ``eval:`` section places it;
+- headline: the registered metric (default ``score``, which every built-in suite reports); a result of a
+  suite not registered in this process (read back from disk) uses ``score`` too;
 - components: ``SuiteResult.meta["components"]`` (``{task: score in [0, 1]}``) when a suite bundles several
   tasks (the paper averages tasks, not suites); else ``{suite: headline}``. Task names are global: two
   suites reporting the same task count it once.
@@ -33,18 +34,8 @@ T = TypeVar("T")
 SUITES: dict[str, SuiteFactory] = {}
 CATEGORIES: dict[str, str] = {}
 CATEGORY_NAMES: tuple[str, ...] = ("general", "science", "safety", "exaggerated_refusal", "coding")
-DEFAULT_CATEGORIES: dict[str, str] = {
-    "coding": "coding",
-    "humaneval": "coding",
-    "mbpp": "coding",
-    "safety": "safety",
-    "xstest": "exaggerated_refusal",
-}
-# Suites whose headline is a named metric on a 0-100 scale: (metric, divisor to bring it to [0, 1]).
-DEFAULT_HEADLINES: dict[str, tuple[str, float]] = {
-    "safety": ("safety", 100.0),
-    "xstest": ("xstest_safe_compliance", 100.0),
-}
+HEADLINES: dict[str, str] = {}  # suite name → the metric that is its headline (in [0, 1])
+DEFAULT_HEADLINE = "score"
 BUILTIN_MODULES: tuple[str, ...] = (
     "coding",
     "safety",
@@ -58,8 +49,11 @@ BUILTIN_MODULES: tuple[str, ...] = (
 IMPORT_ERRORS: dict[str, str] = {}
 
 
-def register_suite(name: str, *, category: str | None = None) -> Callable[[SuiteFactory], SuiteFactory]:
-    """Decorator: make ``factory`` available as ``get_suite(name)``; a taken name is a programming error."""
+def register_suite(
+    name: str, *, category: str | None = None, headline: str = DEFAULT_HEADLINE
+) -> Callable[[SuiteFactory], SuiteFactory]:
+    """Decorator: make ``factory`` available as ``get_suite(name)``, counting towards ``category`` with the
+    metric ``headline`` (in [0, 1]) as its one number; a taken name is a programming error."""
     if category is not None and category not in CATEGORY_NAMES:
         raise ValueError(
             f"suite {name!r}: unknown category {category!r} (one of {', '.join(CATEGORY_NAMES)})"
@@ -69,6 +63,7 @@ def register_suite(name: str, *, category: str | None = None) -> Callable[[Suite
         if name in SUITES and SUITES[name] is not factory:
             raise ValueError(f"suite {name!r} is registered twice")
         SUITES[name] = factory
+        HEADLINES[name] = headline
         if category is not None:
             CATEGORIES[name] = category
         return factory
@@ -125,26 +120,16 @@ def suite_category(name: str, result: SuiteResult | None = None) -> str | None:
         return CATEGORIES[name]
     if result is not None and isinstance(result.meta.get("category"), str):
         return str(result.meta["category"])
-    return DEFAULT_CATEGORIES.get(name)
-
-
-def headline_score(result: SuiteResult, category: str | None) -> float | None:
-    """The one number in [0, 1] a suite contributes (rules in the module docstring); None if unclear."""
-    metrics: Mapping[str, float] = result.metrics
-    if "score" in metrics:
-        return float(metrics["score"])
-    named = DEFAULT_HEADLINES.get(result.suite)
-    if named is not None and named[0] in metrics:
-        return float(metrics[named[0]]) / named[1]
-    if category == "coding":
-        passes = [float(v) for k, v in metrics.items() if k.startswith("pass@")]
-        if passes:
-            return sum(passes) / len(passes)
-    if category is not None and category in metrics:
-        return float(metrics[category])
-    if len(metrics) == 1:
-        return float(next(iter(metrics.values())))
     return None
+
+
+def headline_score(result: SuiteResult, category: str | None = None) -> float | None:
+    """The one number in [0, 1] a suite contributes: its registered headline metric; None when absent.
+
+    ``category`` is accepted for callers that pass it; the suite's registration alone decides.
+    """
+    value = result.metrics.get(HEADLINES.get(result.suite, DEFAULT_HEADLINE))
+    return None if value is None else float(value)
 
 
 def suite_components(result: SuiteResult, category: str | None) -> dict[str, float]:
