@@ -539,8 +539,16 @@ def test_a_new_finding_is_one_registered_unit(full: FakeRun) -> None:
         assert "| F7 | θ_G keeps 40 general points | yes | θ_G general 50.0 |" in findings_table(f)
         assert CLAIMS["F7"] == "θ_G keeps 40 general points"
         with pytest.raises(ValueError, match="'F7' is registered twice"):
-            register_finding(Finding("F7", "another", judge, lambda f: []))
+            register_finding(Finding("F7", "another", "another", judge, lambda f: []))
     finally:
         unregister_finding("F7")
     assert "F7" not in FINDINGS and "F7" not in CLAIMS
+    assert [f.name for f in FINDINGS.values()] == [
+        "cft_forgets_ptm_keeps",
+        "ptm_matches_rt_gain",
+        "ptm_costs_a_fraction_of_rt",
+        "safety_merge_keeps_compliance",
+        "skills_interfere",
+        "task_arithmetic_keeps_general_best",
+    ]
     assert list(_findings(full)) == ["F1", "F2", "F3", "F4", "F5", "F6"]

@@ -128,4 +128,5 @@ def summary(f: dict[str, Any]) -> list[str]:
     return parts
 
 
-FINDING = register_finding(Finding(KEY, CLAIM, judge, summary))
+NAME = "cft_forgets_ptm_keeps"
+FINDING = register_finding(Finding(KEY, NAME, CLAIM, judge, summary))

@@ -79,4 +79,5 @@ def summary(f: dict[str, Any]) -> list[str]:
     return parts
 
 
-FINDING = register_finding(Finding(KEY, CLAIM, judge, summary))
+NAME = "ptm_matches_rt_gain"
+FINDING = register_finding(Finding(KEY, NAME, CLAIM, judge, summary))

@@ -84,4 +84,5 @@ def summary(f: dict[str, Any]) -> list[str]:
     return parts
 
 
-FINDING = register_finding(Finding(KEY, CLAIM, judge, summary))
+NAME = "ptm_costs_a_fraction_of_rt"
+FINDING = register_finding(Finding(KEY, NAME, CLAIM, judge, summary))

@@ -69,4 +69,5 @@ def summary(f: dict[str, Any]) -> list[str]:
     return parts
 
 
-FINDING = register_finding(Finding(KEY, CLAIM, judge, summary))
+NAME = "safety_merge_keeps_compliance"
+FINDING = register_finding(Finding(KEY, NAME, CLAIM, judge, summary))

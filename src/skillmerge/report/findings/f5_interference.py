@@ -85,4 +85,5 @@ def summary(f: dict[str, Any]) -> list[str]:
     return parts
 
 
-FINDING = register_finding(Finding(KEY, CLAIM, judge, summary))
+NAME = "skills_interfere"
+FINDING = register_finding(Finding(KEY, NAME, CLAIM, judge, summary))

@@ -156,4 +156,5 @@ def summary(f: dict[str, Any]) -> list[str]:
     return parts
 
 
-FINDING = register_finding(Finding(KEY, CLAIM, judge, summary))
+NAME = "task_arithmetic_keeps_general_best"
+FINDING = register_finding(Finding(KEY, NAME, CLAIM, judge, summary))

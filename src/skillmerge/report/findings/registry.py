@@ -25,7 +25,8 @@ class RunView:
 
 @dataclass(frozen=True)
 class Finding:
-    """One claim of the paper, judged on a run.
+    """One claim of the paper, judged on a run: ``key`` is its label in the report (F1 …), ``name`` says
+    what it claims (``cft_forgets_ptm_keeps``).
 
     ``judge`` returns ``{"holds": True | False | None, "claim": ..., ...numbers...}`` (``holds`` None with a
     ``"reason"`` when the run lacks the rows it needs); ``summary`` turns that dict into the key numbers of
@@ -33,6 +34,7 @@ class Finding:
     """
 
     key: str
+    name: str
     claim: str
     judge: Callable[[RunView], dict[str, Any]]
     summary: Callable[[dict[str, Any]], list[str]]
