@@ -529,7 +529,11 @@ def test_a_new_finding_is_one_registered_unit(full: FakeRun) -> None:
         return {"holds": g >= 40.0, "claim": "θ_G keeps 40 general points", "theta_G_general": g}
 
     toy = Finding(
-        "F7", "θ_G keeps 40 general points", judge, lambda f: [f"θ_G general {f['theta_G_general']:.1f}"]
+        "F7",
+        "theta_g_keeps_40",
+        "θ_G keeps 40 general points",
+        judge,
+        lambda f: [f"θ_G general {f['theta_G_general']:.1f}"],
     )
     register_finding(toy)
     try:
