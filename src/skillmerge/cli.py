@@ -8,6 +8,7 @@ that ``skillmerge --help`` stays fast.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -388,9 +389,20 @@ def demo(
 
 def run_cli(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return the exit code, turning user errors into one line and code 2."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args in (["--version"], ["version"]):
+        # Answered before typer parses anything: typer validates every parsed option through pydantic (~0.1 s
+        # of imports), which a version query does not need.
+        if args == ["version"]:
+            version()
+        else:
+            from skillmerge import __version__
+
+            typer.echo(f"skillmerge {__version__}")
+        return 0
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="skillmerge", standalone_mode=False)
+        result = command.main(args=args, prog_name="skillmerge", standalone_mode=False)
     except SkillmergeError as err:
         typer.echo(f"error: {err}", err=True)
         return err.exit_code
@@ -437,7 +449,13 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def main() -> None:
     """Console entry point (``skillmerge``): SIGTERM unwinds like Ctrl-C (exit 143, temp dirs removed)."""
     signal.signal(signal.SIGTERM, _on_sigterm)
-    sys.exit(run_cli())
+    try:
+        code = run_cli()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `skillmerge ... | head`: the reader left early; no traceback for that
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the flush at exit would fail)
+        code = 1
+    sys.exit(code)
 
 
 __all__ = ["UsageError", "app", "main", "run_cli"]
