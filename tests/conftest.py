@@ -63,6 +63,18 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Pre
     return make_tiny_model("tiny-1m", tiny_tokenizer, tmp_path_factory.mktemp("tiny") / "tiny-1m", seed=0)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _torch_threads_per_module():
+    """Whatever a test module does to torch's thread count ends with the module: a module-scoped fixture
+    that sets one thread for its backend (reproducible sums) must not run the rest of the session, the
+    reduced demo included, on one of the two cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread for the test (two cores shared with other jobs: faster and reproducible)."""

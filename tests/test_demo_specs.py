@@ -107,3 +107,37 @@ def test_a_cached_rerun_keeps_the_fresh_runs_timing_in_the_results_record() -> N
     partial = {**cached, "steps": {"total": 27, "ran": 5}}
     assert results_record(fresh, partial) == partial  # a partly fresh run is its own measurement
     assert results_record({**fresh, "full": True}, cached) == cached
+
+
+def test_tables_printed_to_a_pipe_are_not_cut_to_80_columns() -> None:
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from skillmerge.demo import print_uncut
+
+    table = Table(title="wide")
+    for name in ("model", "general", "safety", "compliance (look-alikes)", "train tokens"):
+        table.add_column(name)
+    label = "PTM task_arithmetic ω=0.25 safety+science cap192"
+    table.add_row(label, "39.1", "84.4", "93.8", "11,596")
+    buffer = io.StringIO()
+    piped = Console(file=buffer, width=80)  # what rich picks when stdout is not a terminal
+    assert not piped.is_terminal
+    print_uncut(piped, table)
+    text = buffer.getvalue()
+    assert label in text and "compliance (look-alikes)" in text and "11,596" in text
+    assert max(len(line) for line in text.splitlines()) > 80
+
+
+def test_the_machine_probe_reports_matmul_speed_and_threads() -> None:
+    import torch
+
+    from skillmerge.machine import matmul_gflops
+
+    probe = matmul_gflops(seconds=0.2, size=256)
+    assert probe["gflops"] > 0.1 and probe["threads"] == torch.get_num_threads() and probe["size"] == 256
+    assert probe["seconds"] >= 0.2
+    with pytest.raises(ValueError, match="seconds and size must be positive"):
+        matmul_gflops(seconds=0)

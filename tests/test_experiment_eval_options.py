@@ -25,7 +25,12 @@ from skillmerge.experiment.spec import load_spec
 from skillmerge.experiment.status import step_dir
 from skillmerge.experiment.step import Step, step_key
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread: None) -> None:
+    """One torch thread for each test here (restored after it: a module-level call leaked into the rest of
+    the session and ran every later test, the reduced demo included, on one of the two cores)."""
+
 
 TINY = PLAN_CONFIG
 CFT = "train/cft/safety/cap2/seed0"

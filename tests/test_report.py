@@ -175,3 +175,18 @@ def test_pair_merge_interference_is_score_in_pair_minus_best_single_merge(fake_r
         "| coding+safety | task_arithmetic (heuristic) | coding (coding) | 31.0 | 36.0 | -5.0 |" in markdown
     )
     assert "| all-skills task_arithmetic (heuristic) | 44.0 | 31.0 | 40.0 |" in markdown
+
+
+def test_cost_plot_bars_start_at_zero_and_name_their_ratio_to_rt(fake_run: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from skillmerge.report.plots import cost_figure
+
+    figure = cost_figure(collect(fake_run))
+    (axis,) = figure.axes
+    assert axis.get_yscale() == "linear" and axis.get_ylim()[0] == 0.0
+    heights = {patch.get_height() for patch in axis.patches}
+    assert heights == {300.0, 60.0, 30.0}  # RT 100 + 200, CFT 20 + 40, θ_D 30
+    labels = sorted(text.get_text() for text in axis.texts)
+    assert labels == ["30\n0.10× RT", "3e+02\n1.00× RT", "60\n0.20× RT"]
+    plt.close(figure)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from skillmerge.report.findings import CLAIMS, findings, findings_table
+from skillmerge.report.findings import CLAIMS, findings_table, judged
 from skillmerge.report.results import Results, collect
 
 THETA_G = {"general": 50.0, "coding": 20.0, "safety": 30.0, "science": 40.0, "exaggerated_refusal": 10.0}
@@ -123,7 +123,7 @@ def full(tmp_path: Path) -> FakeRun:
 
 
 def _findings(run: FakeRun, **kwargs: str | None) -> dict[str, dict]:
-    return findings(collect(run.root), **kwargs)
+    return judged(collect(run.root), **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------ holds
@@ -132,7 +132,7 @@ def _findings(run: FakeRun, **kwargs: str | None) -> dict[str, dict]:
 def test_every_finding_holds_on_the_full_run_with_exact_numbers(full: FakeRun) -> None:
     results = collect(full.root)
     assert results.skill_scores == {"python": "coding", "safety": "safety", "science": "science"}
-    f = findings(results)
+    f = judged(results)
     assert list(f) == ["F1", "F2", "F3", "F4", "F5", "F6"]
     assert {key: entry["holds"] for key, entry in f.items()} == dict.fromkeys(CLAIMS, True)
     assert all(f[key]["claim"] == CLAIMS[key] and "reason" not in f[key] for key in CLAIMS)
@@ -256,9 +256,9 @@ def test_every_finding_holds_on_the_full_run_with_exact_numbers(full: FakeRun) -
 
 def test_findings_are_json_and_survive_the_results_round_trip(full: FakeRun) -> None:
     results = collect(full.root)
-    f = findings(results)
+    f = judged(results)
     assert json.loads(json.dumps(f)) == f
-    assert findings(Results.from_dict(results.to_dict())) == f
+    assert judged(Results.from_dict(results.to_dict())) == f
 
 
 # ------------------------------------------------------------------------------------------------ fails
@@ -470,34 +470,35 @@ def test_findings_table_has_one_row_per_finding(full: FakeRun) -> None:
     assert lines[:4] == [
         "### Findings",
         "",
-        "| Finding | Claim | Holds | Key numbers |",
-        "|---|---|---|---|",
+        "| Finding | Claim | Holds | Key numbers | 95% interval |",
+        "|---|---|---|---|---|",
     ]
     rows = {line.split(" | ")[0].removeprefix("| "): line for line in lines[4:10]}
     assert list(rows) == list(CLAIMS)
     assert rows["F1"] == (
         f"| F1 | {CLAIMS['F1']} | yes | python: CFT loses 20.0%, PTM (ω 1) loses 1.0%; "
-        "safety: CFT loses 12.0%, PTM (ω 1) loses 1.6%; science: CFT loses 10.0%, PTM (ω 1) loses 2.0% |"
+        "safety: CFT loses 12.0%, PTM (ω 1) loses 1.6%; science: CFT loses 10.0%, PTM (ω 1) loses 2.0% | — |"
     )
     assert rows["F2"] == (
         f"| F2 | {CLAIMS['F2']} | no | python: PTM gain +19.0 vs RT +25.0 (ratio 0.76); "
-        "safety: PTM gain +60.0 vs RT +65.0 (ratio 0.92); science: PTM gain +19.0 vs RT +20.0 (ratio 0.95) |"
+        "safety: PTM gain +60.0 vs RT +65.0 (ratio 0.92); science: PTM gain +19.0 vs RT +20.0 (ratio 0.95)"
+        " | — |"
     )
     assert rows["F3"] == (
         f"| F3 | {CLAIMS['F3']} | yes | python cap10: 1,200 / 60,000 tokens (0.020); "
         "python cap20: 2,000 / 100,000 tokens (0.020); safety cap20: 4,000 / 100,000 tokens (0.040); "
-        "science cap20: 1,000 / 50,000 tokens (0.020) |"
+        "science cap20: 1,000 / 50,000 tokens (0.020) | — |"
     )
-    assert rows["F4"] == f"| F4 | {CLAIMS['F4']} | n.a. | n.a.: no safety skill named |"
+    assert rows["F4"] == f"| F4 | {CLAIMS['F4']} | n.a. | n.a.: no safety skill named | — |"
     assert rows["F5"] == (
         f"| F5 | {CLAIMS['F5']} | yes | task_arithmetic (heuristic): python 33.0 vs 39.0 alone (-6.0), "
         "safety 90.0 vs 90.0 alone (+0.0), science 59.0 vs 59.0 alone (+0.0); "
         "task_arithmetic (validation): python 38.5 vs 39.0 alone (-0.5), "
-        "safety 90.0 vs 90.0 alone (+0.0), science 59.0 vs 59.0 alone (+0.0) |"
+        "safety 90.0 vs 90.0 alone (+0.0), science 59.0 vs 59.0 alone (+0.0) | — |"
     )
     assert rows["F6"] == (
         f"| F6 | {CLAIMS['F6']} | yes | python vs linear: general 49.5 vs 48.0 (skill 39.0 vs 37.0); "
-        "python vs wise_ft: general 49.5 vs 47.0 (skill 39.0 vs 36.0) |"
+        "python vs wise_ft: general 49.5 vs 47.0 (skill 39.0 vs 36.0) | — |"
     )
     safety_row = findings_table(_findings(full))
     assert "| safety: safety 30.0 → 90.0 (+60.0); exaggerated refusal 10.0 → 13.0 (+3.0) |" in safety_row

@@ -64,7 +64,10 @@ def prepare_inputs(out: Path, *, full: bool, console: Console) -> Path:
         import_gguf(smollm2_gguf_path(), model_dir)
     spec = write_data_inputs(inputs, full=full)
     recorded = json.loads((inputs / "world" / "world.json").read_text(encoding="utf-8"))["files"]
-    console.print("world: " + ", ".join(f"{name} {entry['records']}" for name, entry in recorded.items()))
+    console.print(
+        "world: " + ", ".join(f"{name} {entry['records']}" for name, entry in recorded.items()),
+        soft_wrap=True,
+    )
     return spec
 
 
@@ -111,6 +114,7 @@ def run(
 ) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns the summary written to ``results_file``."""
     from skillmerge.experiment.runner import run_experiment
+    from skillmerge.machine import matmul_gflops
     from skillmerge.report import run as write_report
     from skillmerge.report.findings import findings
     from skillmerge.report.results import collect
@@ -118,6 +122,11 @@ def run(
     console = console or Console()
     started = time.perf_counter()
     out = Path(out_dir)
+    machine = matmul_gflops()
+    console.print(
+        f"machine: fp32 matmul {machine['gflops']:.0f} GFLOP/s on {machine['threads']} thread(s) "
+        "(the yardstick for this run's wall time)"
+    )
     console.rule("1. inputs: θ_base, the skill world, the spec")
     spec = prepare_inputs(out, full=full, console=console)
     console.rule("2. the experiment (cached: a second run only reads results)")
@@ -133,6 +142,8 @@ def run(
     print_summary(results, found, console)
     record = {
         "wall_seconds": round(wall, 1),
+        "machine_gflops": machine["gflops"],
+        "machine": machine,
         "full": full,
         "steps": {"total": len(summary.outcomes), "ran": sum(o.outcome == "ran" for o in summary.outcomes)},
         "report": str(report_dir / "report.html"),
@@ -207,11 +218,26 @@ def print_summary(results: Any, found: dict[str, dict], console: Console) -> Non
         cells += ["—" if row.scores.get(k) is None else f"{row.scores[k]:.1f}" for k in present]
         cells.append("—" if row.cost is None else f"{row.cost.tokens:,}")
         table.add_row(*cells)
-    console.print(table)
+    print_uncut(console, table)
     verdicts = Table(title="findings")
     for column in ("finding", "holds", "claim"):
         verdicts.add_column(column, justify="left")
     for name, entry in found.items():
         holds = {True: "[green]yes[/]", False: "[red]no[/]", None: "n.a."}[entry.get("holds")]
         verdicts.add_row(name, holds, entry.get("claim", ""))
-    console.print(verdicts)
+    print_uncut(console, verdicts)
+
+
+def print_uncut(console: Console, table: Table) -> None:
+    """Print ``table`` at its natural width when the output is not a terminal (a pipe or a file): rich
+    would otherwise fit it to 80 columns and cut the cells; on a terminal it fits the window as usual."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    before = console.width
+    console.width = max(before, natural)
+    try:
+        console.print(table)
+    finally:
+        console.width = before

@@ -37,8 +37,9 @@ STYLE = (
 )
 
 
-def summary(results: Results) -> dict[str, Any]:
-    """Everything ``results.json`` holds: the collected results plus the tables' data and the rules used."""
+def summary(results: Results, found: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Everything ``results.json`` holds: the collected results plus the tables' data and the rules used
+    (``found``: the findings when already judged, with their intervals)."""
     return {
         "results": results.to_dict(),
         "cost_line": cost_line(results),
@@ -48,7 +49,7 @@ def summary(results: Results) -> dict[str, Any]:
         "interference": interference_data(results),
         "pareto": pareto_fronts(results),
         "best_rule": BEST_RULE,
-        "findings": findings(results),
+        "findings": findings(results) if found is None else found,
     }
 
 
@@ -69,7 +70,8 @@ def run(
     target = Path(out) if out is not None else run_dir / REPORT_DIR
     from skillmerge.report.plots import all_plots  # matplotlib: only when a report is written
 
-    tables = [*all_tables(results), findings_report_table(findings(results))]
+    found = findings(results)
+    tables = [*all_tables(results), findings_report_table(found)]
     plots = all_plots(results)
     name = str(results.run.get("spec", run_dir.name))
     top = cost_line(results)
@@ -90,7 +92,9 @@ def run(
     with atomic_dir(target, overwrite=True) as tmp:
         (tmp / "report.md").write_text("\n".join(markdown) + "\n", encoding="utf-8")
         (tmp / "report.html").write_text(page, encoding="utf-8")
-        (tmp / "results.json").write_text(json.dumps(summary(results), indent=2) + "\n", encoding="utf-8")
+        (tmp / "results.json").write_text(
+            json.dumps(summary(results, found), indent=2) + "\n", encoding="utf-8"
+        )
         for file, png in plots.items():
             (tmp / file).write_bytes(png)
     return target

@@ -20,6 +20,7 @@ Blocked steps (a dependency failed) write nothing; the report names the failed s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -28,7 +29,7 @@ from typing import Any
 
 from skillmerge.errors import UsageError
 
-RUN_FILE, STEPS_DIR = "run.json", "steps"
+RUN_FILE, STEPS_DIR, EVAL_DIR = "run.json", "steps", "eval"
 SCORE_KEYS = ("general", "science", "safety", "exaggerated_refusal", "coding")
 _SIZE = re.compile(r"(cap|pct)([0-9.eE+-]+)")
 
@@ -56,6 +57,15 @@ class Cost:
 
 
 @dataclass
+class ItemScores:
+    """One suite's per-item scores of one evaluation (``ids``: a digest of the item ids, so two models'
+    scores pair up only when they were scored on the same items, in the same order)."""
+
+    ids: str
+    scores: list[float]
+
+
+@dataclass
 class EvalRow:
     """One evaluated model. ``method``: general, rt, cft, cft_replay, ``ptm:<merge>`` or multi_skill."""
 
@@ -72,6 +82,10 @@ class EvalRow:
     rule: str | None = None
     scores: dict[str, float | None] = field(default_factory=dict)
     cost: Cost | None = None
+    # Per-item scores behind each score, by suite (:mod:`skillmerge.report.bootstrap`), and how many
+    # components (suites or tasks) each score averages: a score is resampled only when all of them have items.
+    items: dict[str, dict[str, ItemScores]] = field(default_factory=dict)
+    components: dict[str, int] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
@@ -129,7 +143,16 @@ class Results:
         def cost(value: dict[str, Any] | None) -> Cost | None:
             return None if value is None else Cost(**value)
 
-        evals = [EvalRow(**{**row, "cost": cost(row["cost"])}) for row in data["evals"]]
+        def items(value: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, ItemScores]]:
+            return {
+                score: {suite: ItemScores(**entry) for suite, entry in suites.items()}
+                for score, suites in (value or {}).items()
+            }
+
+        evals = [
+            EvalRow(**{**row, "cost": cost(row["cost"]), "items": items(row.get("items"))})
+            for row in data["evals"]
+        ]
         training = [TrainRow(**{**row, "cost": Cost(**row["cost"])}) for row in data["training"]]
         failures = [Failure(**row) for row in data["failures"]]
         return cls(data["run"], evals, training, failures, dict(data["skill_scores"]))
@@ -277,6 +300,7 @@ def _eval_row(manifest: dict[str, Any], manifests: dict[str, dict[str, Any]]) ->
     row = EvalRow(
         step_id, parts[0], split, scores=scores, cost=_model_cost(deps[0] if deps else None, manifests)
     )
+    row.items, row.components = _item_scores(Path(manifest["_dir"]) / EVAL_DIR)
     if parts[0] == "ptm":  # ptm/MERGE/SKILL/SIZE/seedN/wΩ
         merge_cfg = manifests.get(deps[0], {}).get("config", {}) if deps else {}
         row.method, row.merge, row.skill, row.size = f"ptm:{parts[1]}", parts[1], parts[2], parts[3]
@@ -290,6 +314,40 @@ def _eval_row(manifest: dict[str, Any], manifests: dict[str, dict[str, Any]]) ->
         row.skills = [row.skill]
     row.size_value = _size(row.size)
     return row
+
+
+def _item_scores(eval_dir: Path) -> tuple[dict[str, dict[str, ItemScores]], dict[str, int]]:
+    """The per-item scores of an evaluation step's output and the component count of each score, read from
+    ``scores.json`` and ``<suite>/items.jsonl``: a suite's items are kept when their mean is its component."""
+    scores_file = eval_dir / "scores.json"
+    if not scores_file.is_file():
+        return {}, {}
+    components = _read_json(scores_file).get("components") or {}
+    out: dict[str, dict[str, ItemScores]] = {}
+    for score, parts in components.items():
+        for suite, value in parts.items():
+            items = _suite_items(eval_dir / suite / "items.jsonl")
+            if items is not None and abs(sum(items.scores) / len(items.scores) - float(value)) <= 1e-6:
+                out.setdefault(score, {})[suite] = items
+    return out, {score: len(parts) for score, parts in components.items()}
+
+
+def _suite_items(path: Path) -> ItemScores | None:
+    if not path.is_file():
+        return None
+    ids, values = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            ids.append(str(item.get("id")))
+            values.append(float(item["score"]))
+        except (ValueError, KeyError, TypeError) as err:
+            raise UsageError(f"{path}:{number}: not an item with a numeric score ({err})") from None
+    if not values:
+        return None
+    return ItemScores(hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()[:16], values)
 
 
 def _skill_scores(evals: list[EvalRow], given: dict[str, str]) -> dict[str, str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from skillmerge.report.bootstrap import REPLICATES, with_intervals
 from skillmerge.report.findings import (  # noqa: F401  (imported to register, in this order)
     f1_forgetting,
     f2_skill_gain,
@@ -39,8 +40,26 @@ from skillmerge.report.results import Results
 from skillmerge.report.tables import Table
 
 
-def findings(results: Results, *, safety_skill: str | None = "safety") -> dict[str, dict[str, Any]]:
-    """Every registered finding (keys ``F1`` … ``F6``, then any added) judged on ``results``."""
+def findings(
+    results: Results,
+    *,
+    safety_skill: str | None = "safety",
+    replicates: int = REPLICATES,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Every registered finding (keys ``F1`` … ``F6``, then any added) judged on ``results``, each with a
+    95% paired-bootstrap interval for every number (``ci``) and the share of ``replicates`` resampled runs
+    in which it holds (``holds_share``; :mod:`skillmerge.report.bootstrap`). ``holds`` is the verdict on
+    the measured scores; ``replicates=0`` skips the intervals."""
+
+    def judge_all(run: Results) -> dict[str, dict[str, Any]]:
+        return judged(run, safety_skill=safety_skill)
+
+    return with_intervals(results, judge_all(results), judge_all, replicates=replicates, seed=seed)
+
+
+def judged(results: Results, *, safety_skill: str | None = "safety") -> dict[str, dict[str, Any]]:
+    """Every registered finding judged on ``results`` (point estimates only)."""
     general = results.general()
     if general is None:
         return {key: unknown(key, "no θ_G (general) test evaluation in the run") for key in FINDINGS}
@@ -57,6 +76,17 @@ def _summary(key: str, f: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def interval_text(f: dict[str, Any]) -> str:
+    """The 95% intervals of a finding's top-level numbers and its share of resamples that hold, one line."""
+    ci = f.get("ci")
+    if not ci:
+        return f"— ({f['ci_reason']})" if f.get("ci_reason") else "—"
+    parts = [f"{path} [{low:.3g}, {high:.3g}]" for path, (low, high) in ci.items() if "." not in path]
+    if f.get("holds_share") is not None:
+        parts.append(f"holds in {100 * f['holds_share']:.0f}% of resamples")
+    return "; ".join(parts)
+
+
 def findings_report_table(f: dict[str, dict[str, Any]]) -> Table:
     """The findings as a report :class:`~skillmerge.report.tables.Table` (markdown and HTML)."""
     rows = [
@@ -65,13 +95,17 @@ def findings_report_table(f: dict[str, dict[str, Any]]) -> Table:
             entry["claim"],
             {True: "yes", False: "no", None: "n.a."}[entry["holds"]],
             _summary(key, entry).replace("|", "/"),
+            interval_text(entry).replace("|", "/"),
         ]
         for key, entry in f.items()
     ]
     notes = [
-        "Test-split scores (0-100); θ_G = the general model; best = highest skill score (as in the tables)."
+        "Test-split scores (0-100); θ_G = the general model; best = highest skill score (as in the tables).",
+        "Holds: the verdict on the measured scores. 95% interval: paired bootstrap over test items (every"
+        " model redrawn on the same items), the finding judged again on each resample.",
     ]
-    return Table("Findings", ["Finding", "Claim", "Holds", "Key numbers"], rows, notes)
+    columns = ["Finding", "Claim", "Holds", "Key numbers", "95% interval"]
+    return Table("Findings", columns, rows, notes)
 
 
 def findings_table(f: dict[str, dict[str, Any]]) -> str:
@@ -87,6 +121,8 @@ __all__ = [
     "findings",
     "findings_report_table",
     "findings_table",
+    "interval_text",
+    "judged",
     "register_finding",
     "unregister_finding",
 ]
