@@ -107,6 +107,7 @@ def trl_worker(spec_path: str) -> None:
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
+    setup = _setup_here()  # after the trainer is built: what the training loop runs with
     output = trainer.train()
     trainer.save_model(spec["out"])  # the model (or adapter), scored on the whole training set afterwards
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
@@ -114,8 +115,31 @@ def trl_worker(spec_path: str) -> None:
         "train_runtime": output.metrics["train_runtime"],
         "losses": losses,
         "steps": trainer.state.global_step,
+        "setup": setup,
     }
     Path(spec["result"]).write_text(json.dumps(result))
+
+
+def _setup_here() -> dict[str, Any]:
+    """This process's torch threads and build, and the versions of the libraries the sides share."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    versions = {}
+    for name in ("torch", "transformers", "accelerate", "peft", "trl", "datasets", "numpy"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "torch_file": torch.__file__,
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "versions": versions,
+    }
 
 
 # ---------------------------------------------------------------- setup (our venv)
@@ -222,7 +246,13 @@ def run_ours(case: dict[str, Any], setup: dict[str, Any], round_: int, _python: 
     manifest = json.loads((out / "manifest.json").read_text())
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     cost = manifest["cost"]
+    setup = {
+        "threads": manifest.get("threads"),
+        "omp_num_threads": _env()["OMP_NUM_THREADS"],
+        "versions": manifest.get("library_versions"),
+    }
     return {
+        "setup": setup,
         "loop_seconds": cost["wall_seconds"],
         "process_seconds": process_seconds,
         "loss_tokens": cost["loss_tokens"],
@@ -263,6 +293,7 @@ def run_trl(case: dict[str, Any], setup: dict[str, Any], round_: int, python: Pa
     if loss_tokens is None:
         raise SystemExit("use epochs (not max_steps) so both sides train on the same target tokens")
     return {
+        "setup": result["setup"],
         "loop_seconds": result["train_runtime"],
         "process_seconds": process_seconds,
         "loss_tokens": loss_tokens,
@@ -427,7 +458,8 @@ def run_case(
             runs[side].append(result)
             print(
                 f"{name} round {r}: {side} {result['loss_tokens_per_s']:.1f} loss tok/s, "
-                f"training-set loss after training {result['train_set_loss']:.4f}",
+                f"training-set loss after training {result['train_set_loss']:.4f} "
+                f"({result['setup'].get('threads')} torch thread(s))",
                 flush=True,
             )
 
@@ -448,14 +480,41 @@ def run_case(
     summary["loss_ratio_last5"] = summary["ours_last5_loss"] / summary["trl_last5_loss"]
     summary["loss_ratio_train_set"] = summary["ours_train_set_loss"] / summary["trl_train_set_loss"]
     setup_out = {k: (str(v) if isinstance(v, Path) else v) for k, v in setup.items()}
+    differs = setup_differences(runs)
+    if differs:
+        print(f"{name}: the two sides did not run alike: {'; '.join(differs)}", flush=True)
     return {
         "setup": setup_out,
+        "sides": {side: runs[side][0]["setup"] for side in runs if runs[side]},
+        "setup_differs": differs,
         "examples": len(examples),
         "loss_tokens_per_epoch": case["loss_tokens"],
         "tokenize_stats": case["stats"],
         "runs": runs,
         "summary": summary,
     }
+
+
+def setup_differences(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """What differs between the sides' training processes (threads, shared library versions), or changed
+    between rounds of one side: a speed ratio means little when it does."""
+    setups = {side: [run["setup"] for run in side_runs] for side, side_runs in runs.items()}
+    out: list[str] = []
+    for side, seen in setups.items():
+        threads = sorted({str(s.get("threads")) for s in seen})
+        if len(threads) > 1:
+            out.append(f"{side} threads changed between rounds: {', '.join(threads)}")
+    if not all(setups.values()):
+        return out
+    ours, trl = setups["ours"][0], setups["trl"][0]
+    if ours.get("threads") != trl.get("threads"):
+        out.append(f"threads: ours {ours.get('threads')}, TRL {trl.get('threads')}")
+    for name in ("torch", "transformers", "accelerate"):
+        a = (ours.get("versions") or {}).get(name)
+        b = (trl.get("versions") or {}).get(name)
+        if a and b and a.split("+")[0] != b.split("+")[0]:
+            out.append(f"{name}: ours {a}, TRL {b}")
+    return out
 
 
 def _trl_version(python: Path) -> str:

@@ -107,6 +107,22 @@ def test_custom_validation_and_test_sizes() -> None:
     assert labels == {"harmful": 5, "benign": 4}  # the odd record is harmful
 
 
+def test_a_test_size_per_dataset_keeps_the_other_test_sets() -> None:
+    train = {name: 10 for name in NAMES}
+    base = make_world(3, train=train, test=64)
+    wide = make_world(3, train=train, test={"general": 40})
+    assert {name: wide.counts()[name]["test"] for name in NAMES} == {
+        "general": 40,
+        "science": 64,
+        "safety": 64,
+        "coding": 64,
+    }
+    for name in ("science", "safety", "coding"):  # each split is seeded on its own
+        assert [r.to_json() for r in wide.splits[name]["test"]] == [
+            r.to_json() for r in base.splits[name]["test"]
+        ]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -114,6 +130,8 @@ def test_custom_validation_and_test_sizes() -> None:
         ({"train": {"maths": 10}}, "unknown dataset 'maths'"),
         ({"validation": -3}, "validation size"),
         ({"test": True}, "test size"),
+        ({"test": {"maths": 10}}, "test size for unknown dataset 'maths'"),
+        ({"test": {"general": -2}}, "test size of general"),
         ({"train": {"coding": 100_000}}, "coding train: cannot make 100000 distinct records"),
     ],
 )

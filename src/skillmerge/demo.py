@@ -28,6 +28,9 @@ WORLD_SIZES = {
     False: {"general": 256, "science": 256, "safety": 160, "coding": 256},
     True: {"general": 1024, "science": 512, "safety": 512, "coding": 512},
 }
+# Test items per world dataset: 256 general items, so F1's 2% bar is five items and not a fraction of one;
+# the skill suites keep the world's 64.
+WORLD_TEST = {"general": 256}
 # General records shared by θ_G's and every skill's training (``inputs/replay.jsonl``): with them θ_D also
 # learns that an ordinary task gets its ordinary answer, so τ_D stops pushing every reply towards the skill's
 # answer shape (without them θ_D refuses "Repeat exactly: …"; see docs/world.md).
@@ -72,18 +75,24 @@ def prepare_inputs(out: Path, *, full: bool, console: Console) -> Path:
 
 
 def write_data_inputs(
-    inputs: Path, *, full: bool, sizes: dict[str, int] | None = None, replay: int | None = None
+    inputs: Path,
+    *,
+    full: bool,
+    sizes: dict[str, int] | None = None,
+    replay: int | None = None,
+    test: dict[str, int] | None = None,
 ) -> Path:
     """Everything but θ_base under ``inputs``: ``world/`` (seed 0; rewritten only when its sizes change),
     ``anchors.jsonl``, ``replay.jsonl`` and the packaged spec as ``demo.yaml`` (returned).
 
-    ``sizes`` (train records per world file) and ``replay`` override the demo's defaults (tests use smaller).
+    ``sizes`` (train records per world file), ``replay`` and ``test`` (test records per world dataset)
+    override the demo's defaults (tests use smaller).
     """
     from skillmerge.atomic import atomic_file
     from skillmerge.world import make_world, write_world
 
     world_dir = inputs / "world"
-    world = make_world(0, train=sizes or WORLD_SIZES[full])
+    world = make_world(0, train=sizes or WORLD_SIZES[full], test=WORLD_TEST if test is None else test)
     recorded = world_dir / "world.json"
     if not recorded.exists() or (
         json.loads(recorded.read_text(encoding="utf-8")).get("files") != world.manifest().get("files")
@@ -125,7 +134,8 @@ def run(
     machine = matmul_gflops()
     console.print(
         f"machine: fp32 matmul {machine['gflops']:.0f} GFLOP/s on {machine['threads']} thread(s) "
-        "(the yardstick for this run's wall time)"
+        "(the yardstick for this run's wall time)",
+        soft_wrap=True,
     )
     console.rule("1. inputs: θ_base, the skill world, the spec")
     spec = prepare_inputs(out, full=full, console=console)

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate.utils import DistributedType
 
 from skillmerge.models.fingerprint import checkpoint_fingerprint, file_fingerprint
@@ -29,6 +30,7 @@ def write_outputs(state: TrainState, loss: float, val_loss: float | None) -> Non
             "validation": data.val_stats.to_dict() if data.val_stats else None,
         },
         "processes": state.processes,
+        "threads": torch.get_num_threads(),  # torch threads per process: what the wall time was bought with
         "grad_accum": state.grad_accum,
         "effective_batch_size": state.effective_batch,
         "final_loss": loss,

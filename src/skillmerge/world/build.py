@@ -140,14 +140,15 @@ def make_world(
     *,
     train: Mapping[str, int] | None = None,
     validation: int = DEFAULT_VALIDATION,
-    test: int = DEFAULT_TEST,
+    test: int | Mapping[str, int] = DEFAULT_TEST,
 ) -> World:
     """Generate the whole world for ``seed``.
 
-    ``train`` overrides the default train sizes (:data:`DEFAULT_TRAIN`) by dataset name; ``validation`` and
-    ``test`` are the sizes of those splits for every dataset. Safety splits are half harmful, half benign
-    (harmful gets the odd one). Raises :class:`UsageError` for a bad size or an unknown name, or when a size
-    exceeds what a generator can make without repeating a prompt.
+    ``train`` overrides the default train sizes (:data:`DEFAULT_TRAIN`) by dataset name; ``validation`` is
+    the size of that split for every dataset; ``test`` too, or a mapping that overrides it by dataset name
+    (``{"general": 256}``: a general test set large enough to tell a 2% loss from one item). Safety splits
+    are half harmful, half benign (harmful gets the odd one). Raises :class:`UsageError` for a bad size or
+    an unknown name, or when a size exceeds what a generator can make without repeating a prompt.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise UsageError(f"seed: expected an integer, got {seed!r}")
@@ -156,17 +157,24 @@ def make_world(
         if name not in sizes:
             raise UsageError(f"train size for unknown dataset {name!r}; expected one of {', '.join(NAMES)}")
         sizes[name] = _check_size(f"train size of {name}", n)
-    split_sizes = {
-        "test": _check_size("test size", test),
-        "validation": _check_size("validation size", validation),
-    }
+    test_sizes = {name: DEFAULT_TEST for name in NAMES}
+    if isinstance(test, Mapping):
+        for name, n in test.items():
+            if name not in test_sizes:
+                raise UsageError(
+                    f"test size for unknown dataset {name!r}; expected one of {', '.join(NAMES)}"
+                )
+            test_sizes[name] = _check_size(f"test size of {name}", n)
+    else:
+        test_sizes = {name: _check_size("test size", test) for name in NAMES}
+    validation = _check_size("validation size", validation)
     safety_plan = safety.make_plan(_rng(seed, "safety", "plan"))
     coding_plan = coding.make_plan(_rng(seed, "coding", "plan"))
     seen: set[str] = set()
     splits: dict[str, dict[str, list[ChatRecord]]] = {name: {} for name in NAMES}
     for split in ("test", "validation", "train"):
         for name in NAMES:
-            n = sizes[name] if split == "train" else split_sizes[split]
+            n = {"train": sizes[name], "test": test_sizes[name], "validation": validation}[split]
             rng = _rng(seed, name, split)
             what = f"{name} {split}"
             items: list[Item]
