@@ -41,7 +41,7 @@ def _inputs(root: Path, spec_name: str) -> Path:
                 "train/rt/safety/pct100/seed0",
                 "train/cft/safety/pct100/seed0",
                 "train/skill/safety/pct100/seed0",
-                "merge/ptm/task_arithmetic/safety/pct100/seed0/w0.25",
+                "merge/ptm/task_arithmetic/safety/pct100/seed0/w0.5",
                 "merge/ptm/linear/safety/pct100/seed0/w1",
                 "merge/ptm/wise_ft/safety/pct100/seed0/w0.5",
             },
@@ -61,6 +61,9 @@ def test_packaged_demo_specs_expand(tmp_path: Path, spec_name: str, must_have: s
     steps = expand(load_spec(_inputs(tmp_path, spec_name)))
     ids = {s.id for s in steps}
     assert must_have <= ids, sorted(must_have - ids)
+    if spec_name == "demo_spec.yaml":  # two ω × three methods: 9 evaluations of 256 + 128 test items
+        assert not any(i.endswith("/w0.25") for i in ids)
+        assert sum(s.kind == "eval" for s in steps) == 9
     # Every evaluation reads the world written beside the spec (a fingerprinted folder option).
     evals = [s for s in steps if s.kind == "eval" and s.config.record()["split"] == "test"]
     assert evals and all("eval.options.world-general.path" in s.inputs for s in evals)
