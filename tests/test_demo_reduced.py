@@ -21,7 +21,7 @@ SIZES = {**WORLD_SIZES[False], "general": 128}  # safety as in the demo (160)
 ANCHORS = 32  # of the 95 packaged anchors
 
 
-def test_reduced_demo_shows_the_findings(tmp_path: Path, smollm2_dir: Path) -> None:
+def test_reduced_demo_shows_the_findings(tmp_path: Path, smollm2_dir: Path, all_threads: None) -> None:
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     spec_path = write_data_inputs(inputs, full=False, sizes=SIZES, replay=24)
