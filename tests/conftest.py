@@ -18,6 +18,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # The product finds the offline evaluation data through SKILLMERGE_DATA_DIR; point it at the shared copy.
 os.environ.setdefault("SKILLMERGE_DATA_DIR", str(SHARED_DATA))
 
+import torch
 from transformers import PreTrainedTokenizerFast
 
 from skillmerge.data.records import ChatRecord, Message
@@ -66,15 +67,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Pre
 # Tests run on one torch thread: the tiny models of most tests are faster so (thread start-up costs more than
 # their matmuls) and their float sums do not depend on the machine's core count. A test that trains a real
 # model asks for the machine's threads with the ``all_threads`` fixture.
-MACHINE_THREADS = None
+# Read when conftest is imported, before any test module is collected (and could change it at import).
+MACHINE_THREADS = torch.get_num_threads()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread_by_default():
-    global MACHINE_THREADS
-    import torch
-
-    MACHINE_THREADS = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(MACHINE_THREADS)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-import torch
 import yaml
 
 from conftest import make_chat_records
@@ -24,8 +23,6 @@ from skillmerge.experiment.planner import Planner
 from skillmerge.experiment.spec import ExperimentSpec
 from skillmerge.experiment.status import STEPS_DIR
 from skillmerge.experiment.step_configs import PtmMergeConfig, TrainStepConfig
-
-torch.set_num_threads(1)
 
 
 class PtmFromGeneralArm(Arm):

@@ -7,15 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from conftest import make_chat_records
 from skillmerge.data.records import ChatRecord, Message, write_jsonl
 from skillmerge.experiment.runner import RunSummary, run_experiment
 from skillmerge.experiment.status import STEPS_DIR
-
-torch.set_num_threads(1)
 
 
 def _records(word: str, n: int) -> list[ChatRecord]:

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from conftest import make_chat_records
@@ -16,8 +15,6 @@ from skillmerge.experiment.merge_recipe import merge_recipe
 from skillmerge.experiment.runner import run_experiment
 from skillmerge.experiment.status import STEPS_DIR, run_status
 from skillmerge.experiment.steps import unflatten
-
-torch.set_num_threads(1)
 
 
 def _skill_records(n: int, seed: int = 0) -> list[ChatRecord]:
