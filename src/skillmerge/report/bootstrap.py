@@ -42,7 +42,7 @@ def replicate_scores(rows: list[EvalRow], replicates: int, seed: int) -> list[di
     set shared by every row (paired)."""
     rng = np.random.default_rng(seed)
     draws: dict[tuple[str, str, int], np.ndarray] = {}
-    keys = sorted(
+    keys = sorted(  # (suite, id digest, item count)
         {
             (suite, items.ids, len(items.scores))
             for row in rows
@@ -70,16 +70,15 @@ def replicates_of(results: Results, replicates: int, seed: int) -> Iterator[Resu
     scores without item scores are kept as measured)."""
     rows = results.test_rows()
     drawn = replicate_scores(rows, replicates, seed)
-    by_id = {row.id: (row, values) for row, values in zip(rows, drawn, strict=True)}
+    by_id = {row.id: values for row, values in zip(rows, drawn, strict=True) if values}
     for b in range(replicates):
         evals = []
         for row in results.evals:
-            entry = by_id.get(row.id) if row.split == "test" else None
-            if entry is None or not entry[1]:
+            values = by_id.get(row.id) if row.split == "test" else None
+            if values is None:
                 evals.append(row)
                 continue
-            scores = {**row.scores, **{k: float(v[b]) for k, v in entry[1].items()}}
-            evals.append(replace(row, scores=scores))
+            evals.append(replace(row, scores={**row.scores, **{k: float(v[b]) for k, v in values.items()}}))
         yield replace(results, evals=evals)
 
 

@@ -135,6 +135,15 @@ def _to_records(name: str, split: str, items: list[Item]) -> list[ChatRecord]:
     ]
 
 
+def _by_name(split: str, sizes: dict[str, int], given: Mapping[str, int]) -> dict[str, int]:
+    """``sizes`` with the checked sizes of ``given`` (dataset name → records of ``split``) put in."""
+    for name, n in given.items():
+        if name not in sizes:
+            raise UsageError(f"{split} size for unknown dataset {name!r}; expected one of {', '.join(NAMES)}")
+        sizes[name] = _check_size(f"{split} size of {name}", n)
+    return sizes
+
+
 def make_world(
     seed: int = 0,
     *,
@@ -152,21 +161,11 @@ def make_world(
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise UsageError(f"seed: expected an integer, got {seed!r}")
-    sizes = dict(DEFAULT_TRAIN)
-    for name, n in (train or {}).items():
-        if name not in sizes:
-            raise UsageError(f"train size for unknown dataset {name!r}; expected one of {', '.join(NAMES)}")
-        sizes[name] = _check_size(f"train size of {name}", n)
-    test_sizes = {name: DEFAULT_TEST for name in NAMES}
+    sizes = _by_name("train", dict(DEFAULT_TRAIN), train or {})
     if isinstance(test, Mapping):
-        for name, n in test.items():
-            if name not in test_sizes:
-                raise UsageError(
-                    f"test size for unknown dataset {name!r}; expected one of {', '.join(NAMES)}"
-                )
-            test_sizes[name] = _check_size(f"test size of {name}", n)
+        test_sizes = _by_name("test", dict.fromkeys(NAMES, DEFAULT_TEST), test)
     else:
-        test_sizes = {name: _check_size("test size", test) for name in NAMES}
+        test_sizes = dict.fromkeys(NAMES, _check_size("test size", test))
     validation = _check_size("validation size", validation)
     safety_plan = safety.make_plan(_rng(seed, "safety", "plan"))
     coding_plan = coding.make_plan(_rng(seed, "coding", "plan"))
