@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -135,9 +136,11 @@ def test_paper_scores_follow_the_paper_formulas() -> None:
     assert scores["unaggregated"] == ["perplexity", "mystery"]
 
 
-def test_lm_eval_is_refused_in_one_line_when_not_installed(tmp_path: Path) -> None:
-    if lm_eval_available():
-        pytest.skip("lm-eval is installed here")
+def test_lm_eval_is_refused_in_one_line_when_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "lm_eval", None)  # how Python marks a module as not importable
+    assert not lm_eval_available()
     with pytest.raises(UsageError) as info:
         run(tmp_path / "m", [], tmp_path / "eval", backend=ConstantBackend(), lm_eval_tasks=["hellaswag"])
     assert (

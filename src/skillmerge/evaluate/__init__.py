@@ -119,7 +119,8 @@ def run(
     validated (suite names and options, the output path) before the model is loaded. Returns the scores,
     each suite's metrics and the output path.
     """
-    from skillmerge.evaluate.lm_eval_bridge import require_lm_eval, run_lm_eval
+    from skillmerge.evaluate.lm_eval_bridge import SUITE_NAME as LM_EVAL
+    from skillmerge.evaluate.lm_eval_bridge import require_lm_eval
     from skillmerge.evaluate.suites import get_suite
 
     names = list(dict.fromkeys(suites))
@@ -127,12 +128,18 @@ def run(
     if not names and not tasks:
         raise UsageError("nothing to evaluate: give at least one --suite (or --lm-eval TASK)")
     options = dict(suite_options or {})
+    if tasks:  # --lm-eval TASKS is the lm-eval suite with those tasks
+        require_lm_eval()
+        if (options.get(LM_EVAL) or {}).get("tasks"):
+            raise UsageError(
+                "lm-eval tasks given twice: as --lm-eval and as the lm-eval suite's tasks option"
+            )
+        options[LM_EVAL] = {**(options.get(LM_EVAL) or {}), "tasks": tasks}
+        names = [*names, LM_EVAL] if LM_EVAL not in names else names
     unknown_options = sorted(set(options) - set(names))
     if unknown_options:
         raise UsageError(f"suite options given for suites not being run: {', '.join(unknown_options)}")
     built: list[Suite] = [get_suite(name, **dict(options.get(name, {}))) for name in names]
-    if tasks:
-        require_lm_eval()
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if isinstance(backend, str) and not model_dir.is_dir():
         raise UsageError(f"{model_dir}: model directory does not exist")
@@ -155,11 +162,6 @@ def run(
             result.suite = name  # the registered name is the folder and the key, whatever the class says
             results.append(result)
             summaries[name] = _summary(result, time.perf_counter() - suite_start, model_backend.name)
-        if tasks:
-            suite_start = time.perf_counter()
-            result = run_lm_eval(model_dir, tasks, limit=limit, seed=seed)
-            results.append(result)
-            summaries[result.suite] = _summary(result, time.perf_counter() - suite_start, "lm-eval:hf")
         for result in results:
             _write_suite(tmp / result.suite, result, summaries[result.suite])
         scores = paper_scores(results, categories)

@@ -23,7 +23,11 @@ def eval_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed for subsampling and sampling.")] = 0,
     lm_eval: Annotated[
         str | None,
-        typer.Option("--lm-eval", help="lm-evaluation-harness tasks, comma separated (needs lm-eval)."),
+        typer.Option(
+            "--lm-eval",
+            help="lm-evaluation-harness tasks, comma separated: names or local task YAML files/folders "
+            "(needs lm-eval).",
+        ),
     ] = None,
     template: Annotated[
         str | None,

@@ -282,6 +282,7 @@ class HFBackend:
         self._cache_kw = "cache" if "cache" in parameters else "past_key_values"
         self._keeps_logits = "logits_to_keep" in parameters
         self.stats = GenerationStats()
+        self.source: Path | None = None  # the directory it was loaded from (lm-eval's runs read it again)
 
     @classmethod
     def from_dir(
@@ -299,7 +300,11 @@ class HFBackend:
         dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
         model, tokenizer = load_model(model_dir, dtype=dtype)
         chat_template = resolve_chat_template(model_dir, tokenizer, template, force=force_template)
-        return cls(model.to(device), tokenizer, chat_template, batch_size=batch_size, name=f"hf:{model_dir}")
+        backend = cls(
+            model.to(device), tokenizer, chat_template, batch_size=batch_size, name=f"hf:{model_dir}"
+        )
+        backend.source = Path(model_dir)
+        return backend
 
     # -- prompts ------------------------------------------------------------------------------------------
 

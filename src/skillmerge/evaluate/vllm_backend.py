@@ -47,6 +47,7 @@ class VLLMBackend:
         from transformers import AutoTokenizer
 
         self._vllm = vllm
+        self.source = Path(model_dir)  # the directory it was loaded from (lm-eval's runs read it again)
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         except (OSError, ValueError) as err:

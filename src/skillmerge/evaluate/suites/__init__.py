@@ -45,6 +45,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "chat",
     "perplexity",
     "world",
+    "lm_eval_suite",
 )
 IMPORT_ERRORS: dict[str, str] = {}
 
