@@ -190,7 +190,7 @@ def train_fields(model: Path, data: Path, out: Path, smoke: bool) -> dict[str, A
     return {
         "model": str(model),
         "out": str(out),
-        "data": {"paths": [str(data)], "template": "chatml", "max_len": 256 if smoke else 1024},
+        "data": {"files": [str(data)], "template": "chatml", "max_len": 256 if smoke else 1024},
         "max_steps": 3 if smoke else 40,
         "batch_size": 2 if smoke else 16,
         "grad_accum": 1,
@@ -245,7 +245,8 @@ def fsdp_one_process(model: Path, data: Path, work: Path, smoke: bool) -> dict[s
         trained = json.loads(manifest.read_text())
         record.update(steps=trained["cost"]["optimizer_steps"], final_loss=trained["final_loss"])
     else:
-        record["log_tail"] = (done.stdout + done.stderr).strip().splitlines()[-8:]
+        tail = (done.stdout + done.stderr).strip().splitlines()[-8:]
+        raise RuntimeError(f"accelerate launch exited {done.returncode}: {' | '.join(tail)}")
     return record
 
 
@@ -329,6 +330,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="Toy sizes on whatever device there is.")
     parser.add_argument("--out", type=Path, default=None, help="JSON result (default: $OUT or results/).")
     args = parser.parse_args()
+    if not args.smoke and not torch.cuda.is_available():
+        print("gpu_check: no CUDA device here, nothing measured (--smoke runs every section small)")
+        return
     default = Path(os.environ["OUT"]) if os.environ.get("OUT") else ROOT / "benchmarks" / "results"
     out = args.out or default / ("gpu_check_smoke.json" if args.smoke else "gpu_check.json")
     out.parent.mkdir(parents=True, exist_ok=True)

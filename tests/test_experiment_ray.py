@@ -45,8 +45,11 @@ def _ray_cli(*args: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A head node and a second node process, each in its own process group, stopped (killed) at the end."""
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
+) -> Iterator[tuple[str, Path, dict]]:
+    """A head node and a second node process, each in its own process group, stopped (killed) at the end,
+    and the local executor's run of the tiny spec (made while the head starts): (address, spec, outputs)."""
     address = f"127.0.0.1:{_free_port()}"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
     logs = tmp_path_factory.mktemp("ray-logs")
@@ -60,11 +63,12 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     head_args += ["--include-dashboard=false", *NODE_OPTIONS]
     nodes = [_start(_ray_cli(*head_args), env, logs / "head.log")]
     try:
-        _wait_for_nodes(address, 1, nodes)
+        spec, expected = _local_reference(tmp_path_factory.mktemp("local"), tiny_model_dir)
+        _wait_for_nodes(address, [logs / "head.log"], nodes)
         node_args = ["start", "--block", f"--address={address}", "--node-ip-address=127.0.0.1", *NODE_OPTIONS]
         nodes.append(_start(_ray_cli(*node_args), env, logs / "node.log"))
-        _wait_for_nodes(address, 2, nodes)
-        yield address
+        _wait_for_nodes(address, [logs / "head.log", logs / "node.log"], nodes)
+        yield address, spec, expected
     finally:
         for node in reversed(nodes):
             with contextlib.suppress(ProcessLookupError):
@@ -79,17 +83,15 @@ def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
         )
 
 
-def _wait_for_nodes(address: str, count: int, nodes: list[subprocess.Popen]) -> None:
-    probe = "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR');"
-    probe += "print(sum(n['Alive'] for n in ray.nodes()))"
+def _wait_for_nodes(address: str, logs: list[Path], nodes: list[subprocess.Popen]) -> None:
+    """Until each node's log says its runtime started (`ray start` prints it once it joined the cluster)."""
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         assert all(node.poll() is None for node in nodes), "a Ray node process exited at start-up"
-        done = subprocess.run([sys.executable, "-c", probe, address], capture_output=True, text=True)
-        if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(count)]:
+        if all("Ray runtime started" in log.read_text() for log in logs):
             return
-        time.sleep(0.5)
-    raise AssertionError(f"the Ray cluster at {address} did not reach {count} nodes")
+        time.sleep(0.2)
+    raise AssertionError(f"the Ray cluster at {address} did not reach {len(logs)} nodes")
 
 
 def _outputs(run_dir: Path) -> dict[str, dict]:
@@ -109,9 +111,7 @@ def _outputs(run_dir: Path) -> dict[str, dict]:
     return found
 
 
-@pytest.fixture(scope="module")
-def local_reference(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("local")
+def _local_reference(root: Path, tiny_model_dir: Path) -> tuple[Path, dict]:
     spec = _spec(root, tiny_model_dir, rt={"max_steps": 40})  # long enough to be caught mid-step
     summary = run_experiment(spec, root / "run", eval_limit=2, echo=lambda _line: None)
     assert summary.ok
@@ -145,9 +145,9 @@ def _kill_the_first_worker_of(run_dir: Path, step: str, killed: list[int]) -> No
 
 
 def test_the_tiny_pipeline_on_two_nodes_survives_a_killed_driver_and_a_killed_worker_and_equals_the_local_run(
-    tmp_path: Path, ray_address: str, local_reference: tuple[Path, dict]
+    tmp_path: Path, cluster: tuple[str, Path, dict]
 ) -> None:
-    spec, expected = local_reference
+    ray_address, spec, expected = cluster
     run_dir = tmp_path / "run"
     # 1. The driver (the CLI) killed once the data steps are done and the first trainings run.
     command = [
@@ -203,8 +203,9 @@ def test_the_tiny_pipeline_on_two_nodes_survives_a_killed_driver_and_a_killed_wo
 
 
 def test_a_failing_step_is_recorded_once_and_blocks_only_its_dependents(
-    tmp_path: Path, ray_address: str, tiny_model_dir: Path
+    tmp_path: Path, cluster: tuple[str, Path, dict], tiny_model_dir: Path
 ) -> None:
+    ray_address = cluster[0]
     # 16 skill examples are fewer than one batch of 64: the skill training raises (deterministically).
     spec = _spec(tmp_path, tiny_model_dir, skill={"batch_size": 64})
     summary = _ray_run(spec, tmp_path / "run", ray_address)

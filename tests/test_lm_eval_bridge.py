@@ -102,7 +102,11 @@ def test_a_local_gsm8k_generation_task_runs_offline_through_the_eval_command_opt
     assert (
         "Question: Janet" in items[0]["prompt"] and "<|im_start|>assistant" in items[0]["prompt"]
     )  # chat template
-    assert all(isinstance(item["completion"], str) for item in items)
+    assert all(
+        isinstance(item["completion"], str) and isinstance(item["meta"]["generated"], str) for item in items
+    )
+    # the filter's pick: a number of the text, or lm-eval's "[invalid]" when there is none
+    assert all(i["completion"] in i["meta"]["generated"] or i["completion"] == "[invalid]" for i in items)
     manifest = json.loads((tmp_path / "eval" / "manifest.json").read_text())
     assert manifest["suites"] == ["lm-eval"]
 

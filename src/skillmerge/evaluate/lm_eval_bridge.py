@@ -202,7 +202,12 @@ def fold_results(results: Mapping[str, Any], tasks: Sequence[str]) -> SuiteResul
         primary: dict[str, float] = {}
         for key, value in values.items():
             metric = key.split(",")[0]
-            if not isinstance(value, int | float) or isinstance(value, bool) or metric.endswith("_stderr"):
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or metric.endswith("_stderr")
+                or metric == "sample_len"
+            ):
                 continue
             metrics[f"{task}/{key}"] = float(value)
             primary.setdefault(metric, float(value))
@@ -245,8 +250,11 @@ def _item(task: str, sample: Mapping[str, Any], metric: str) -> ItemResult:
         choices = [str(a[1]) for a in arguments]
         meta["logliks"] = logliks
         completion = choices[max(range(len(logliks)), key=logliks.__getitem__)] if choices else ""
-    else:
+    else:  # generation: the filtered answer (e.g. the extracted number); the raw text in meta
         completion = str(responses[0]) if responses else ""
+        raw = sample.get("resps") or []
+        if raw and isinstance(raw[0], list | tuple) and raw[0]:
+            meta["generated"] = str(raw[0][0])
     score = float(sample.get(metric, 0.0))
     return ItemResult(
         id=f"{task}/{sample.get('doc_id')}",
