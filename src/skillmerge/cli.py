@@ -138,6 +138,11 @@ def version() -> None:
             typer.echo(f"  {name} {pkg_version(name)}")
         except PackageNotFoundError:
             typer.echo(f"  {name} (not installed)")
+    for name in ("ray", "lm_eval", "vllm", "mergekit"):  # optional engines
+        try:
+            typer.echo(f"  {name} {pkg_version(name)} (optional)")
+        except PackageNotFoundError:
+            typer.echo(f"  {name} (optional, not installed)")
 
 
 @data_app.command("check")

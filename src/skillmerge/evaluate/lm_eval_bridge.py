@@ -325,4 +325,6 @@ def run_lm_eval(
             raise UsageError(f"--lm-eval {','.join(chosen)}: {first}") from None
     if results is None:  # non-zero ranks under distributed launch
         raise UsageError("--lm-eval returned no results (run it in a single process)")
-    return fold_results(results, chosen)
+    folded = fold_results(results, chosen)
+    folded.meta["lm_eval_version"] = getattr(lm_eval, "__version__", "unknown")
+    return folded
