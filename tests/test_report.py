@@ -190,3 +190,34 @@ def test_cost_plot_bars_start_at_zero_and_name_their_ratio_to_rt(fake_run: Path)
     labels = sorted(text.get_text() for text in axis.texts)
     assert labels == ["30\n0.10× RT", "3e+02\n1.00× RT", "60\n0.20× RT"]
     plt.close(figure)
+
+
+def test_tradeoff_plot_gives_each_merge_method_its_own_style_and_names_every_point(fake_run: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from skillmerge.report.plots import tradeoff_figure
+
+    theta_d = f"train/skill/{SKILL}/cap20/seed0"
+    for omega, general, skill in ((0.5, 48.5, 25.0), (1.0, 44.0, 31.0)):  # a second merge method: linear
+        merge_id = f"merge/ptm/linear/{SKILL}/cap20/seed0/w{omega:g}"
+        manifest = {"id": merge_id, "kind": "merge", "config": {"omega": omega}, "deps": [theta_d]}
+        _write(
+            fake_run, merge_id, "manifest.json", {**manifest, "seconds": 1.0, "result": {"omegas": [omega]}}
+        )
+        _eval(fake_run, merge_id.replace("merge/", "eval/", 1), merge_id, general, skill)
+
+    figure = tradeoff_figure(collect(fake_run))
+    (axis,) = figure.axes
+    lines = {line.get_label(): line for line in axis.get_lines()}
+    assert {"task_arithmetic cap20", "linear cap20", "RT", "CFT", "θ_G", "Pareto front"} <= set(lines)
+    styles = {
+        (lines[k].get_color(), lines[k].get_marker())
+        for k in ("task_arithmetic cap20", "linear cap20", "RT", "CFT")
+    }
+    assert len(styles) == 4  # no two methods look alike
+    assert list(lines["linear cap20"].get_xdata()) == [48.5, 44.0]  # ordered by ω
+    assert lines["RT"].get_zorder() > lines["task_arithmetic cap20"].get_zorder()  # baselines on top
+    texts = [t.get_text() for t in axis.texts]
+    assert texts.count("ω0.5") == 2 and texts.count("ω1") == 2 and texts.count("ω1.5") == 1
+    assert texts.count("cap10") == 2 and texts.count("cap20") == 2 and "θ_G" in texts  # RT and CFT sizes
+    plt.close(figure)

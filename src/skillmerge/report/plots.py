@@ -1,7 +1,8 @@
 """The report's figures (matplotlib, Agg backend): PNG bytes, saved beside report.md and embedded in the HTML.
 
-- trade-off: general (x) vs skill score (y) per skill; PTM lines follow the ω sweep (one line per merge method
-  and size), RT / CFT lines follow the data sizes; θ_G a star; the Pareto front a dashed step line.
+- trade-off: general (x) vs skill score (y) per skill; PTM lines follow the ω sweep (one line, colour and
+  marker per merge method and size, ω at each point), RT / CFT lines follow the data sizes; θ_G a star; the
+  Pareto front a dotted step line.
 - cost: total training FLOPs per method, bars from zero labelled with their ratio to RT (θ_D for PTM; θ_G
   shown for scale).
 - size: the skill score vs data size per method (PTM: the best ω at each size).
@@ -48,7 +49,40 @@ def _grid(count: int) -> tuple[plt.Figure, list[plt.Axes]]:
     return figure, list(axes[0])
 
 
+# One colour and marker per method; merge methods each get their own (PTM is not one green line).
+STYLES: dict[str, tuple[str, str]] = {
+    "rt": ("tab:red", "s"),
+    "cft": ("tab:blue", "^"),
+    "cft_replay": ("tab:cyan", "v"),
+    "ptm:task_arithmetic": ("tab:green", "o"),
+    "ptm:ties": ("tab:olive", "D"),
+    "ptm:dare_ties": ("tab:purple", "P"),
+    "ptm:dare_linear": ("tab:pink", "X"),
+    "ptm:breadcrumbs": ("tab:brown", "h"),
+    "ptm:linear": ("tab:orange", "<"),
+    "ptm:wise_ft": ("tab:gray", ">"),
+    "ptm:slerp": ("gold", "*"),
+}
+SPARE_STYLES = [("darkgreen", "p"), ("navy", "d"), ("maroon", "8"), ("teal", "H")]
+METHOD_LABELS = {"rt": "RT", "cft": "CFT", "cft_replay": "CFT+replay"}
+
+
+def method_style(method: str) -> tuple[str, str]:
+    """``(colour, marker)`` of a method (``rt``, ``ptm:ties``, ...); unknown ones get a fixed spare style."""
+    if method in STYLES:
+        return STYLES[method]
+    return SPARE_STYLES[sum(map(ord, method)) % len(SPARE_STYLES)]
+
+
 def tradeoff_plot(results: Results) -> bytes:
+    return _png(tradeoff_figure(results))
+
+
+def tradeoff_figure(results: Results) -> plt.Figure:
+    """General (x) vs skill score (y) per skill: each PTM merge method a line over ω (ω written at each
+    point), RT / CFT / CFT+replay a line over data sizes (size written at each point), θ_G a labelled star,
+    the Pareto front a dashed step line through circled points. Baselines are drawn above the merges so
+    none hides another."""
     skills = sorted(results.skill_scores)
     figure, axes = _grid(len(skills))
     for axis, skill in zip(axes, skills, strict=False):
@@ -58,30 +92,57 @@ def tradeoff_plot(results: Results) -> bytes:
         for row in rows:  # PTM: one line per merge method and size (the ω sweep); others: across sizes
             lines[(row.method, row.size or "") if row.family == "ptm" else (row.method, "")].append(row)
         for (method, size), members in sorted(lines.items()):
-            key = (lambda r: r.omega or 0.0) if method.startswith("ptm") else (lambda r: r.size_value or 0.0)
-            members = sorted(members, key=key)
-            points = [(r.score("general"), r.score(score)) for r in members]
-            points = [(g, s) for g, s in points if g is not None and s is not None]
-            if points:
-                label = f"{method} {size}".strip()
-                color = COLORS.get(method.split(":")[0], "gray")
-                axis.plot(*zip(*points, strict=True), marker="o", label=label, color=color, alpha=0.8)
+            merged = method.startswith("ptm")
+            members = sorted(members, key=lambda r: (r.omega or 0.0) if merged else (r.size_value or 0.0))
+            labelled = [(r, r.score("general"), r.score(score)) for r in members]
+            labelled = [(r, g, s) for r, g, s in labelled if g is not None and s is not None]
+            if not labelled:
+                continue
+            color, marker = method_style(method)
+            name = method.removeprefix("ptm:") if merged else METHOD_LABELS.get(method, method)
+            xs = [g for _, g, _ in labelled]
+            ys = [s for _, _, s in labelled]
+            axis.plot(
+                xs,
+                ys,
+                marker=marker,
+                label=f"{name} {size}".strip(),
+                color=color,
+                alpha=0.85,
+                markersize=6 if merged else 9,
+                linestyle="-" if merged else "--",
+                zorder=2 if merged else 3,
+            )
+            for row, g, s in labelled:
+                text = f"ω{row.omega:g}" if merged and row.omega is not None else (row.size or "")
+                axis.annotate(
+                    text, (g, s), textcoords="offset points", xytext=(4, 3), fontsize=6, color=color
+                )
         general = results.general()
         if general is not None and general.score("general") is not None and general.score(score) is not None:
-            axis.plot(general.score("general"), general.score(score), "k*", markersize=14, label="θ_G")
+            axis.plot(
+                general.score("general"), general.score(score), "k*", markersize=14, label="θ_G", zorder=4
+            )
+            axis.annotate(
+                "θ_G",
+                (general.score("general"), general.score(score)),
+                xytext=(5, -10),
+                textcoords="offset points",
+                fontsize=7,
+            )
         points = skill_points(results, skill)
         front_ids = pareto_front(points)
         front = [(g, s) for i, g, s in sorted(points, key=lambda p: p[1]) if i in front_ids]
         if front:
             axis.step(
-                *zip(*front, strict=True), where="post", linestyle="--", color="gray", label="Pareto front"
+                *zip(*front, strict=True), where="post", linestyle=":", color="gray", label="Pareto front"
             )
-            axis.scatter(*zip(*front, strict=True), facecolors="none", edgecolors="black", s=120)
+            axis.scatter(*zip(*front, strict=True), facecolors="none", edgecolors="black", s=140, zorder=5)
         axis.set_xlabel("general score")
         axis.set_ylabel(f"{skill} score ({score})")
         axis.set_title(f"{skill}: general vs skill")
         axis.legend(fontsize=7)
-    return _png(figure)
+    return figure
 
 
 def cost_plot(results: Results) -> bytes:
