@@ -221,3 +221,55 @@ def test_tradeoff_plot_gives_each_merge_method_its_own_style_and_names_every_poi
     assert texts.count("ω0.5") == 2 and texts.count("ω1") == 2 and texts.count("ω1.5") == 1
     assert texts.count("cap10") == 2 and texts.count("cap20") == 2 and "θ_G" in texts  # RT and CFT sizes
     plt.close(figure)
+
+
+def test_safety_frontier_plots_refusal_against_safe_compliance_per_method(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from skillmerge.report.plots import all_plots, safety_frontier_figure
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"spec": "fake-safety"}))
+
+    def evaluate(step_id: str, model: str | None, refusal: float, compliance: float) -> None:
+        scores = {"general": 40.0, "safety": refusal, "exaggerated_refusal": compliance}
+        manifest = {"id": step_id, "kind": "eval", "key": "0" * 64, "config": {"split": "test"}}
+        manifest.update(deps=[model] if model else [], seconds=1.0, result={"scores": scores})
+        _write(run_dir, step_id, "manifest.json", manifest)
+
+    evaluate("eval/general", None, 10.0, 98.0)
+    for method, (refusal, compliance) in {"rt": (90.0, 40.0), "cft": (99.0, 12.0)}.items():
+        tag = "safety/cap100/seed0"
+        _train(run_dir, f"train/{method}/{tag}", 10, 10.0, wall=1.0)
+        evaluate(f"eval/{method}/{tag}", f"train/{method}/{tag}", refusal, compliance)
+    theta_d = "train/skill/safety/cap100/seed0"
+    _train(run_dir, theta_d, 10, 5.0, wall=1.0)
+    for merge, sweep in {
+        "task_arithmetic": {0.5: (60.0, 90.0), 1.0: (85.0, 70.0)},
+        "ties": {1.0: (80.0, 60.0)},
+    }.items():
+        for omega, (refusal, compliance) in sweep.items():
+            merge_id = f"merge/ptm/{merge}/safety/cap100/seed0/w{omega:g}"
+            manifest = {"id": merge_id, "kind": "merge", "config": {"omega": omega}, "deps": [theta_d]}
+            _write(
+                run_dir,
+                merge_id,
+                "manifest.json",
+                {**manifest, "seconds": 1.0, "result": {"omegas": [omega]}},
+            )
+            evaluate(merge_id.replace("merge/", "eval/", 1), merge_id, refusal, compliance)
+
+    results = collect(run_dir)
+    figure = safety_frontier_figure(results)
+    (axis,) = figure.axes
+    lines = {line.get_label(): line for line in axis.get_lines()}
+    assert list(lines["task_arithmetic cap100"].get_xdata()) == [90.0, 70.0]  # x: safe-prompt compliance
+    assert list(lines["task_arithmetic cap100"].get_ydata()) == [60.0, 85.0]  # y: harmful refusal
+    assert lines["ties cap100"].get_color() != lines["task_arithmetic cap100"].get_color()
+    # front: CFT (12, 99), RT (40, 90), TA ω1 (70, 85), TA ω0.5 (90, 60), θ_G (98, 10); ties ω1 is dominated
+    front = lines["Pareto front"]
+    assert list(front.get_xdata()) == [12.0, 40.0, 70.0, 90.0, 98.0]
+    assert "ω0.5" in [t.get_text() for t in axis.texts]
+    plt.close(figure)
+    assert "safety-frontier.png" in all_plots(results)

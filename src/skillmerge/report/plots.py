@@ -3,6 +3,8 @@
 - trade-off: general (x) vs skill score (y) per skill; PTM lines follow the ω sweep (one line, colour and
   marker per merge method and size, ω at each point), RT / CFT lines follow the data sizes; θ_G a star; the
   Pareto front a dotted step line.
+- safety frontier (when a skill is measured by the safety score): refusal of harmful prompts vs compliance
+  with safe look-alikes, in the same style.
 - cost: total training FLOPs per method, bars from zero labelled with their ratio to RT (θ_D for PTM; θ_G
   shown for scale).
 - size: the skill score vs data size per method (PTM: the best ω at each size).
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import io
+import math
 from collections import defaultdict
 
 import matplotlib
@@ -19,7 +22,7 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt
 
 from skillmerge.report.results import EvalRow, Results
-from skillmerge.report.tables import best, pareto_front, skill_points, training_totals
+from skillmerge.report.tables import best, pareto_front, training_totals
 
 COLORS = {
     "rt": "tab:red",
@@ -81,68 +84,90 @@ def tradeoff_plot(results: Results) -> bytes:
 def tradeoff_figure(results: Results) -> plt.Figure:
     """General (x) vs skill score (y) per skill: each PTM merge method a line over ω (ω written at each
     point), RT / CFT / CFT+replay a line over data sizes (size written at each point), θ_G a labelled star,
-    the Pareto front a dashed step line through circled points. Baselines are drawn above the merges so
+    the Pareto front a dotted step line through circled points. Baselines are drawn above the merges so
     none hides another."""
     skills = sorted(results.skill_scores)
     figure, axes = _grid(len(skills))
     for axis, skill in zip(axes, skills, strict=False):
         score = results.skill_scores[skill]
-        rows = [r for r in results.test_rows() if r.skill == skill and r.method != "multi_skill"]
-        lines: dict[tuple[str, str], list[EvalRow]] = defaultdict(list)
-        for row in rows:  # PTM: one line per merge method and size (the ω sweep); others: across sizes
-            lines[(row.method, row.size or "") if row.family == "ptm" else (row.method, "")].append(row)
-        for (method, size), members in sorted(lines.items()):
-            merged = method.startswith("ptm")
-            members = sorted(members, key=lambda r: (r.omega or 0.0) if merged else (r.size_value or 0.0))
-            labelled = [(r, r.score("general"), r.score(score)) for r in members]
-            labelled = [(r, g, s) for r, g, s in labelled if g is not None and s is not None]
-            if not labelled:
-                continue
-            color, marker = method_style(method)
-            name = method.removeprefix("ptm:") if merged else METHOD_LABELS.get(method, method)
-            xs = [g for _, g, _ in labelled]
-            ys = [s for _, _, s in labelled]
-            axis.plot(
-                xs,
-                ys,
-                marker=marker,
-                label=f"{name} {size}".strip(),
-                color=color,
-                alpha=0.85,
-                markersize=6 if merged else 9,
-                linestyle="-" if merged else "--",
-                zorder=2 if merged else 3,
-            )
-            for row, g, s in labelled:
-                text = f"ω{row.omega:g}" if merged and row.omega is not None else (row.size or "")
-                axis.annotate(
-                    text, (g, s), textcoords="offset points", xytext=(4, 3), fontsize=6, color=color
-                )
-        general = results.general()
-        if general is not None and general.score("general") is not None and general.score(score) is not None:
-            axis.plot(
-                general.score("general"), general.score(score), "k*", markersize=14, label="θ_G", zorder=4
-            )
-            axis.annotate(
-                "θ_G",
-                (general.score("general"), general.score(score)),
-                xytext=(5, -10),
-                textcoords="offset points",
-                fontsize=7,
-            )
-        points = skill_points(results, skill)
-        front_ids = pareto_front(points)
-        front = [(g, s) for i, g, s in sorted(points, key=lambda p: p[1]) if i in front_ids]
-        if front:
-            axis.step(
-                *zip(*front, strict=True), where="post", linestyle=":", color="gray", label="Pareto front"
-            )
-            axis.scatter(*zip(*front, strict=True), facecolors="none", edgecolors="black", s=140, zorder=5)
+        _method_lines(axis, results, skill, "general", score)
         axis.set_xlabel("general score")
         axis.set_ylabel(f"{skill} score ({score})")
         axis.set_title(f"{skill}: general vs skill")
-        axis.legend(fontsize=7)
     return figure
+
+
+def safety_skills(results: Results) -> list[str]:
+    """Skills measured by the safety score whose evaluations also report exaggerated refusal."""
+    return sorted(
+        skill
+        for skill, score in results.skill_scores.items()
+        if score == "safety"
+        and any(r.skill == skill and r.score("exaggerated_refusal") is not None for r in results.test_rows())
+    )
+
+
+def safety_frontier_figure(results: Results) -> plt.Figure:
+    """Refusal of harmful requests (the Safety score: mean over the harmful sets of 1 − compliance) against
+    compliance with safe look-alike prompts (the exaggerated-refusal score, XSTest-safe compliance %), per
+    safety skill, in the trade-off plot's style: up and right is better, and the dotted line is the front."""
+    skills = safety_skills(results)
+    figure, axes = _grid(len(skills))
+    for axis, skill in zip(axes, skills, strict=False):
+        _method_lines(axis, results, skill, "exaggerated_refusal", "safety")
+        axis.set_xlabel("compliance with safe prompts (exaggerated refusal score)")
+        axis.set_ylabel("refusal of harmful prompts (safety score)")
+        axis.set_title(f"{skill}: refusal vs over-refusal")
+    return figure
+
+
+def _method_lines(axis: plt.Axes, results: Results, skill: str, x: str, y: str) -> None:
+    """One line per method (merge methods over ω, the others over sizes), θ_G, the Pareto front of (x, y)."""
+    rows = [r for r in results.test_rows() if r.skill == skill and r.method != "multi_skill"]
+    lines: dict[tuple[str, str], list[EvalRow]] = defaultdict(list)
+    for row in rows:  # PTM: one line per merge method and size (the ω sweep); others: across sizes
+        lines[(row.method, row.size or "") if row.family == "ptm" else (row.method, "")].append(row)
+    points: list[tuple[str, float, float]] = []
+    for (method, size), members in sorted(lines.items()):
+        merged = method.startswith("ptm")
+        members = sorted(members, key=lambda r: (r.omega or 0.0) if merged else (r.size_value or 0.0))
+        labelled = [(r, r.score(x), r.score(y)) for r in members]
+        labelled = [(r, a, b) for r, a, b in labelled if _finite(a) and _finite(b)]
+        if not labelled:
+            continue
+        points += [(r.id, a, b) for r, a, b in labelled]  # type: ignore[misc]
+        color, marker = method_style(method)
+        name = method.removeprefix("ptm:") if merged else METHOD_LABELS.get(method, method)
+        axis.plot(
+            [a for _, a, _ in labelled],
+            [b for _, _, b in labelled],
+            marker=marker,
+            label=f"{name} {size}".strip(),
+            color=color,
+            alpha=0.85,
+            markersize=6 if merged else 9,
+            linestyle="-" if merged else "--",
+            zorder=2 if merged else 3,
+        )
+        for row, a, b in labelled:
+            text = f"ω{row.omega:g}" if merged and row.omega is not None else (row.size or "")
+            axis.annotate(text, (a, b), textcoords="offset points", xytext=(4, 3), fontsize=6, color=color)
+    general = results.general()
+    if general is not None and _finite(general.score(x)) and _finite(general.score(y)):
+        here = (general.score(x), general.score(y))
+        axis.plot(*here, "k*", markersize=14, label="θ_G", zorder=4)
+        axis.annotate("θ_G", here, xytext=(5, -10), textcoords="offset points", fontsize=7)  # type: ignore[arg-type]
+        points.append((general.id, *here))  # type: ignore[arg-type]
+    front_ids = pareto_front(points)
+    front = [(a, b) for i, a, b in sorted(points, key=lambda p: p[1]) if i in front_ids]
+    if front:
+        axis.step(*zip(*front, strict=True), where="post", linestyle=":", color="gray", label="Pareto front")
+        axis.scatter(*zip(*front, strict=True), facecolors="none", edgecolors="black", s=140, zorder=5)
+    axis.legend(fontsize=7)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
 
 
 def cost_plot(results: Results) -> bytes:
@@ -214,8 +239,11 @@ def size_plot(results: Results) -> bytes:
 
 def all_plots(results: Results) -> dict[str, bytes]:
     """``{file name: PNG bytes}``."""
-    return {
+    plots = {
         "tradeoff.png": tradeoff_plot(results),
         "cost.png": cost_plot(results),
         "size.png": size_plot(results),
     }
+    if safety_skills(results):
+        plots["safety-frontier.png"] = _png(safety_frontier_figure(results))
+    return plots
