@@ -255,3 +255,32 @@ def test_ray_options_are_checked_before_anything_is_written(tmp_path: Path, tiny
     with pytest.raises(UsageError, match="--executor must be one of local, ray"):
         run_experiment(spec, tmp_path / "run", executor="slurm")
     assert not (tmp_path / "run").exists()
+
+
+def test_resources_follow_the_step_kind_and_the_cluster(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from skillmerge.experiment.dag import expand
+    from skillmerge.experiment.ray_pool import step_resources
+    from skillmerge.experiment.spec import load_spec
+    from skillmerge.experiment.steps import StepContext
+
+    cpus = Cluster(({"CPU": 4.0}, {"CPU": 8.0}))
+    gpus = Cluster(({"CPU": 16.0, "GPU": 8.0},))
+    spec = load_spec(_small_spec(tmp_path, tiny_model_dir))
+    steps = {s.id: s for s in expand(spec)}
+    ctx = StepContext(spec, steps, tmp_path / "run")
+    train, evaluation = steps["train/general"], steps["eval/general"]
+    assert step_resources(train, ctx, cpus) == {"num_cpus": 8, "num_gpus": 0}  # the largest node, whole
+    assert step_resources(train, ctx, gpus) == {"num_cpus": 1, "num_gpus": 1}  # in-process: one GPU
+    assert step_resources(evaluation, ctx, cpus) == {"num_cpus": 1, "num_gpus": 0}
+    assert step_resources(evaluation, ctx, gpus) == {"num_cpus": 1, "num_gpus": 1}
+
+    config = tmp_path / "ddp.yaml"
+    config.write_text("distributed_type: MULTI_GPU\nnum_processes: 4\n")
+    launched = spec.model_copy(
+        update={"launcher": spec.launcher.model_copy(update={"accelerate_config": str(config)})}
+    )
+    ctx = StepContext(launched, steps, tmp_path / "run")
+    assert step_resources(train, ctx, gpus) == {"num_cpus": 4, "num_gpus": 4}  # the config's processes
+    assert gpus.infeasible({"num_cpus": 4, "num_gpus": 16}) == (
+        "needs 4 CPU, 16 GPU on one node, but the cluster's largest offers 16 CPU, 8 GPU, 0.0 GiB memory"
+    )

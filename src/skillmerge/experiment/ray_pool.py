@@ -154,11 +154,12 @@ class RayPool:
         try:
             request = step_resources(step, self._ctx, self._cluster)
             reason = self._cluster.infeasible(request)
+            processes = training_processes(self._ctx) if step.kind == "train" else 1
         except Exception as err:  # e.g. a merge plan that cannot be read: the step's own failure
             return _failed(err)
         if reason is not None:
             return _failed(UsageError(f"step {step.id}: {reason}"))
-        threads = int(request["num_cpus"]) // (training_processes(self._ctx) if step.kind == "train" else 1)
+        threads = int(request["num_cpus"]) // processes
         options = {k: (int(v) if k == "memory" else v) for k, v in request.items()}
         ref = self._task.options(name=step.id, **options).remote(step, self._ctx_ref, threads)
         return ref.future()
