@@ -37,7 +37,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import torch
 
 from skillmerge.evaluate import run as evaluate
-from skillmerge.evaluate.suites.general import generate_mc_items
+from skillmerge.evaluate.suites.general import generate_mc_items, write_mc_jsonl
 from skillmerge.machine import matmul_gflops
 from skillmerge.models.gguf import import_gguf, smollm2_gguf_path
 from skillmerge.models.io import is_model_dir
@@ -62,11 +62,7 @@ def mc_task(where: Path, n: int) -> tuple[Path, Path]:
     folder = where / "general-mc-task"
     folder.mkdir()
     shutil.copy(CONFIGS / "general-mc.yaml", folder)
-    items = folder / "general-mc.jsonl"
-    with items.open("w", encoding="utf-8") as handle:
-        for item in generate_mc_items(n):
-            record = {"id": item.id, "question": item.question, "choices": list(item.choices)}
-            handle.write(json.dumps({**record, "answer": item.answer}) + "\n")
+    items = write_mc_jsonl(folder / "general-mc.jsonl", generate_mc_items(n))
     return folder, items
 
 

@@ -18,7 +18,7 @@ from shared_data import SHARED_DATA
 from skillmerge.errors import UsageError
 from skillmerge.evaluate import run
 from skillmerge.evaluate.lm_eval_bridge import prepare_local_tasks
-from skillmerge.evaluate.suites.general import generate_mc_items
+from skillmerge.evaluate.suites.general import generate_mc_items, write_mc_jsonl
 
 pytest.importorskip("lm_eval", reason="the lm-eval bridge's tests need lm-eval (make test installs it)")
 
@@ -30,11 +30,7 @@ def _mc_task_folder(root: Path, n: int = 8) -> tuple[Path, Path]:
     folder = root / "general-mc-task"
     folder.mkdir()
     shutil.copy(CONFIGS / "general-mc.yaml", folder / "general-mc.yaml")
-    items = folder / "general-mc.jsonl"
-    with items.open("w", encoding="utf-8") as handle:
-        for item in generate_mc_items(n):
-            record = {"id": item.id, "question": item.question, "choices": list(item.choices)}
-            handle.write(json.dumps({**record, "answer": item.answer}) + "\n")
+    items = write_mc_jsonl(folder / "general-mc.jsonl", generate_mc_items(n))
     return folder, items
 
 

@@ -298,6 +298,16 @@ def load_mc_jsonl(path: str | Path) -> list[MCItem]:
     return items
 
 
+def write_mc_jsonl(path: str | Path, items: Sequence[MCItem]) -> Path:
+    """``items`` in the JSONL format :func:`load_mc_jsonl` reads (``answer`` as a 0-based index)."""
+    path = Path(path)
+    with path.open("w", encoding="utf-8") as handle:
+        for item in items:
+            record = {"id": item.id, "question": item.question, "choices": list(item.choices)}
+            handle.write(json.dumps({**record, "answer": item.answer}) + "\n")
+    return path
+
+
 def _answer_index(answer: object, choices: list[str]) -> int | None:
     if isinstance(answer, bool):
         return None
