@@ -464,6 +464,78 @@ class HFBackend:
         return [m.logprob for m in self._teacher_forced(requests, stop=False)]
 
     @torch.inference_mode()
+    def opening_logprobs(
+        self, conversations: Sequence[Conversation], openings: Sequence[str]
+    ) -> list[list[float]]:
+        """``log p(opening | conversation)`` for every conversation × opening (natural log).
+
+        The same numbers as :meth:`loglikelihood` over every pair, at the cost of one prefill per
+        conversation: each batch of contexts runs once with a cache, the cache is repeated once per opening,
+        and only the openings' few tokens run again. Right padding of the openings is harmless (causal
+        attention: padding after a token never changes the logits that predict it).
+        """
+        if not conversations or not openings:
+            raise UsageError("opening log-probabilities need at least one conversation and one opening")
+        tails = [list(self.tokenizer(o, add_special_tokens=False)["input_ids"]) for o in openings]
+        for opening, ids in zip(openings, tails, strict=True):
+            if not ids:
+                raise UsageError(f"opening {opening!r} has no tokens")
+        room = self.max_length - max(len(t) for t in tails)
+        contexts = [self.encode_prompt(c)[-room:] for c in conversations]
+        k, longest = len(tails), max(len(t) for t in tails)
+        out: list[list[float]] = [[] for _ in contexts]
+        order = sorted(range(len(contexts)), key=lambda i: -len(contexts[i]))
+        for batch in _chunks(order, max(1, self.batch_size)):
+            width = max(len(contexts[i]) for i in batch)
+            input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                input_ids[row, width - len(contexts[i]) :] = torch.tensor(contexts[i])
+                mask[row, width - len(contexts[i]) :] = 1
+            input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            cache = DynamicCache(config=self.model.config)
+            extra = {"logits_to_keep": 1} if self._keeps_logits else {}
+            first = self._forward(
+                input_ids=input_ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                **{self._cache_kw: cache},
+                **extra,
+            )[:, -1, :].float()
+            first = torch.log_softmax(first, dim=-1).repeat_interleave(k, dim=0)
+            targets = torch.full((len(batch) * k, longest), self.pad_id, dtype=torch.long)
+            lengths = torch.tensor([len(t) for t in tails] * len(batch))
+            for row in range(len(batch)):
+                for j, tail in enumerate(tails):
+                    targets[row * k + j, : len(tail)] = torch.tensor(tail)
+            targets, lengths = targets.to(self.device), lengths.to(self.device)
+            total = first.gather(-1, targets[:, :1]).squeeze(-1)
+            if longest > 1:
+                cache.batch_repeat_interleave(k)
+                step_mask = torch.cat(
+                    [mask.repeat_interleave(k, dim=0), mask.new_ones((len(batch) * k, longest - 1))], dim=1
+                )
+                step_positions = positions[:, -1:].repeat_interleave(k, dim=0) + torch.arange(
+                    1, longest, device=self.device
+                )
+                logits = self._forward(
+                    input_ids=targets[:, :-1],
+                    attention_mask=step_mask,
+                    position_ids=step_positions,
+                    use_cache=True,
+                    **{self._cache_kw: cache},
+                ).float()
+                logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[:, 1:, None]).squeeze(-1)
+                counted = torch.arange(1, longest, device=self.device)[None, :] < lengths[:, None]
+                total = total + (logp * counted).sum(dim=-1)
+            values = total.view(len(batch), k).tolist()
+            for row, i in enumerate(batch):
+                out[i] = values[row]
+        return out
+
+    @torch.inference_mode()
     def greedy_match(
         self, requests: Sequence[tuple[Conversation, str]], *, stop: bool = False
     ) -> list[MatchResult]:

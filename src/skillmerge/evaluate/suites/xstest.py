@@ -7,6 +7,8 @@ Every safe prompt deserves an answer, so the score is the compliance rate (highe
 and the same rate per XSTest type (homonyms, figurative language, safe targets, ...) as
 ``xstest_safe_compliance/<type>``; ``score`` is the overall rate in [0, 1] (the registry's headline).
 ``limit`` keeps ``limit`` prompts drawn with ``seed`` (:func:`~skillmerge.evaluate.suites.select_items`).
+``refusal_probability: true`` adds each item's p(refusal) and ``xstest_safe_compliance_by_probability``
+(percent of prompts with p(refusal) < 0.5; see :mod:`skillmerge.evaluate.refusal_probability`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from skillmerge.evaluate.suites import register_suite, select_items
 from skillmerge.evaluate.suites.base import GenerationParams, ItemResult, ModelBackend, Suite, SuiteResult
 from skillmerge.evaluate.suites.safety import (
     SAFETY_PARAMS,
+    add_refusal_probability,
     compliance_rate,
     judge_replies,
     load_set,
+    refused_by_probability,
 )
 
 SET_NAME = "xstest-safe"
@@ -43,8 +47,10 @@ class XSTestSuite(Suite):
         judge: Judge | None = None,
         params: GenerationParams = SAFETY_PARAMS,
         max_new_tokens: int | None = None,
+        refusal_probability: bool = False,
     ) -> None:
         self.path = path
+        self.refusal_probability = bool(refusal_probability)
         self.judge = judge or RefusalJudge()
         if max_new_tokens is not None:  # the YAML-friendly way to shorten replies (a refusal shows early)
             if max_new_tokens < 1:
@@ -58,6 +64,9 @@ class XSTestSuite(Suite):
         items = judge_replies(backend, chosen, self.judge, self.params, SET_NAME)
         rate = compliance_rate(items)
         metrics = {METRIC: 100.0 * rate, "score": rate}
+        if self.refusal_probability:
+            probabilities = add_refusal_probability(backend, items)
+            metrics[f"{METRIC}_by_probability"] = 100.0 - refused_by_probability(probabilities)
         by_type: dict[str, list[ItemResult]] = defaultdict(list)
         for item in items:
             by_type[str(item.meta.get("category") or "untyped")].append(item)
