@@ -100,7 +100,7 @@ def test_an_unregistered_arm_is_refused_like_any_unknown_method(
     code = run_cli(["run", str(_spec(tmp_path, tiny_model_dir, ["heuristic"])), "--dry-run"])
     assert code == 2
     assert (
-        "methods.0: Input should be 'rt', 'cft', 'cft_replay', 'ptm' or 'multi_skill'"
+        "methods.0: Input should be 'rt', 'cft', 'cft_replay', 'ptm', 'ptm_general' or 'multi_skill'"
         in capsys.readouterr().err
     )
 

@@ -71,11 +71,13 @@ class PtmMergeConfig(StepConfig):
     """One merge of θ_G with one model at one ω (PTM: θ_G + ω·τ_D; WiSE-FT: towards the CFT model)."""
 
     kind: ClassVar[str] = "merge"
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"vector_from"})
 
     merge: str
     omega: float
     formula: str
     parameters: dict[str, Any]
+    vector_from: Literal["general"] | None = None  # task vector against θ_G instead of θ_base (ptm_general)
     # wiring
     model: str = Field(exclude=True)  # the train step merged into θ_G (θ_D, or the CFT model for WiSE-FT)
 

@@ -225,10 +225,12 @@ def _recipe(
     parameters: dict[str, Any],
     ctx: StepContext,
 ) -> dict[str, Any]:
+    general = ctx.general_model(step)
+    vector_from = getattr(step.config, "vector_from", None)  # ptm_general: τ = θ_D^G − θ_G
     return merge_recipe(
         method,
-        step.inputs["base"].path,
-        ctx.general_model(step),
+        general if vector_from == "general" else step.inputs["base"].path,
+        general,
         [str(ctx.output(m) / MODEL_DIR) for m in models],
         omegas,
         parameters,
