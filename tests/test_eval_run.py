@@ -72,6 +72,29 @@ def test_run_writes_items_summaries_scores_and_manifest(tmp_path: Path) -> None:
     assert manifest["scores"]["general"] == scores["general"]
 
 
+def test_a_suites_own_limit_overrides_the_run_limit(tmp_path: Path) -> None:
+    options = {"xstest": {"limit": None}, "safety": {"limit": 3, "sets": ["harmbench"]}}
+    run(
+        tmp_path / "model",
+        ["xstest", "safety"],
+        tmp_path / "eval",
+        backend=ConstantBackend(),
+        limit=2,
+        suite_options=options,
+    )
+    xstest = json.loads((tmp_path / "eval" / "xstest" / "summary.json").read_text())
+    safety = json.loads((tmp_path / "eval" / "safety" / "summary.json").read_text())
+    assert xstest["n_items"] == 250 and safety["n_items"] == 3
+    with pytest.raises(UsageError, match="option limit must be an integer"):
+        run(
+            tmp_path / "model",
+            ["xstest"],
+            tmp_path / "e2",
+            backend=ConstantBackend(),
+            suite_options={"xstest": {"limit": 0}},
+        )
+
+
 def test_existing_output_is_refused_before_the_model_runs(tmp_path: Path) -> None:
     out = tmp_path / "eval"
     out.mkdir()

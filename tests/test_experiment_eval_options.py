@@ -132,7 +132,7 @@ def test_options_of_a_suite_not_under_eval_are_refused(root: Path, suite: str) -
     [
         ({**PPL, "safety": {"bogus": 1}}, r"eval\.options\.safety: unknown option 'bogus'"),
         ({**PPL, "safety": {"max_new_tokens": 8, "maxnewtokens": 8}}, r"unknown option 'maxnewtokens'"),
-        ({"perplexity": {"path": "held/general.jsonl", "limit": 3}}, r"perplexity: unknown option 'limit'"),
+        ({"perplexity": {"path": "held/general.jsonl", "limt": 3}}, r"perplexity: unknown option 'limt'"),
         ({"perplexity": {"self": 1}}, r"eval\.options\.perplexity: unknown option 'self'"),
     ],
 )

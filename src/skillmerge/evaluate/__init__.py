@@ -113,7 +113,8 @@ def run(
 
     ``backend``: ``"auto"`` (vLLM when installed and a GPU is present, else HF), ``"hf"``, ``"vllm"``, or a
     ready :class:`~skillmerge.evaluate.suites.base.ModelBackend` (then ``model_dir`` is only recorded).
-    ``limit``/``seed`` subsample each suite's items. ``suite_options`` maps a suite name to keyword options
+    ``limit``/``seed`` subsample each suite's items (a suite's own ``limit`` option overrides ``limit`` for
+    it; ``None`` there means all of its items). ``suite_options`` maps a suite name to keyword options
     of its factory. ``categories`` overrides suites' aggregates (:func:`paper_scores`).
     ``lm_eval_tasks`` adds an ``lm-eval`` suite (needs the lm-eval package). Everything is
     validated (suite names and options, the output path) before the model is loaded. Returns the scores,
@@ -139,6 +140,16 @@ def run(
     unknown_options = sorted(set(options) - set(names))
     if unknown_options:
         raise UsageError(f"suite options given for suites not being run: {', '.join(unknown_options)}")
+    # A suite's own ``limit`` option overrides ``limit`` for that suite (``null``: all of its items).
+    limits = {name: limit for name in names}
+    for name in names:
+        suite_opts = dict(options.get(name) or {})
+        if "limit" in suite_opts:
+            own = suite_opts.pop("limit")
+            if own is not None and (not isinstance(own, int) or isinstance(own, bool) or own < 1):
+                raise UsageError(f"suite {name}: option limit must be an integer ≥ 1 or null, got {own!r}")
+            limits[name] = own
+            options[name] = suite_opts
     built: list[Suite] = [get_suite(name, **dict(options.get(name, {}))) for name in names]
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if isinstance(backend, str) and not model_dir.is_dir():
@@ -158,7 +169,7 @@ def run(
         summaries: dict[str, dict[str, Any]] = {}
         for name, suite in zip(names, built, strict=True):
             suite_start = time.perf_counter()
-            result = suite.run(model_backend, limit=limit, seed=seed)
+            result = suite.run(model_backend, limit=limits[name], seed=seed)
             result.suite = name  # the registered name is the folder and the key, whatever the class says
             results.append(result)
             summaries[name] = _summary(result, time.perf_counter() - suite_start, model_backend.name)

@@ -27,6 +27,7 @@
       launcher: {accelerate_config: ../configs/accelerate/ddp.yaml, num_processes: 4}   # default: in-process
     eval:
       limit: 200                          # at most this many items per suite (in every eval step's key)
+      batch_size: 16                      # prompts per forward pass (in no key)
       options:                            # per-suite options (paths are relative to the spec file)
         safety: {max_new_tokens: 48, paths: {donotanswer: data/dna-test}}
       general: [general]
@@ -36,8 +37,9 @@
 ``training.launcher``, ``eval.limit`` and ``eval.options`` are lifted out of their sections into
 :attr:`ExperimentSpec.launcher`, :attr:`ExperimentSpec.eval_limit` and
 :attr:`ExperimentSpec.eval_options` (the other keys of those sections are model kinds and scores). Option
-names are checked against the suite's factory when the spec loads; values under ``path``, ``paths``,
-``problems`` or ``mc_path`` are files or folders, resolved against the spec's directory and fingerprinted
+names are checked against the suite's factory when the spec loads (every suite also takes ``limit``: its
+own cap, ``null`` for all its items, over ``eval.limit``); values under ``path``, ``paths``, ``problems``,
+``mc_path`` or ``separation`` are files or folders, resolved against the spec's directory and fingerprinted
 into the eval steps' keys. How a
 training step is launched is not part of any cache key: the recipe fixes the effective batch, so one process
 and N processes train the same trajectory (up to float summation order).
@@ -264,14 +266,14 @@ def _check_eval_keys(section: dict[str, Any]) -> None:
 
     from skillmerge.evaluate.suites import CATEGORY_NAMES
 
-    allowed = (*CATEGORY_NAMES, "limit", "options")
+    allowed = (*CATEGORY_NAMES, "limit", "options", "batch_size")
     for key in section:
         if key not in allowed:
             close = get_close_matches(str(key), allowed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             scores = ", ".join(CATEGORY_NAMES)
             what = "score" if isinstance(section[key], list) else "key"
-            known = f"scores: {scores}; options: limit, options"
+            known = f"scores: {scores}; options: limit, options, batch_size"
             raise ValueError(f"eval: unknown {what} {key!r}{hint} ({known})")
 
 
@@ -291,6 +293,8 @@ class ExperimentSpec(BaseModel):
     eval: dict[str, list[str]] = Field(min_length=1)
     eval_limit: int | None = Field(None, ge=1)  # YAML: eval.limit
     eval_options: dict[str, dict[str, Any]] = Field(default_factory=dict)  # YAML: eval.options
+    # YAML: eval.batch_size — prompts per forward pass; not in any key (greedy replies do not depend on it)
+    eval_batch_size: int = Field(16, ge=1)
     launcher: Launcher = Field(default_factory=Launcher)  # YAML: training.launcher
 
     @model_validator(mode="before")
@@ -306,6 +310,7 @@ class ExperimentSpec(BaseModel):
         for section, key, field_name in (
             ("eval", "limit", "eval_limit"),
             ("eval", "options", "eval_options"),
+            ("eval", "batch_size", "eval_batch_size"),
             ("training", "launcher", "launcher"),
         ):
             value = raw.get(section)
@@ -467,7 +472,8 @@ class ExperimentSpec(BaseModel):
         return found
 
 
-PATH_OPTIONS = ("path", "paths", "problems", "mc_path")
+PATH_OPTIONS = ("path", "paths", "problems", "mc_path", "separation")
+COMMON_SUITE_OPTIONS = ("limit",)  # taken by skillmerge.evaluate.run for every suite
 
 
 def _check_suite_options(suite: str, options: dict[str, Any]) -> None:
@@ -480,8 +486,10 @@ def _check_suite_options(suite: str, options: dict[str, Any]) -> None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return
     for name in options:
+        if name in COMMON_SUITE_OPTIONS:
+            continue
         if name not in parameters or name == "self":
-            known = ", ".join(p for p in parameters if p != "self")
+            known = ", ".join([*(p for p in parameters if p != "self"), *COMMON_SUITE_OPTIONS])
             raise ValueError(f"eval.options.{suite}: unknown option {name!r} (known: {known})")
 
 

@@ -331,6 +331,7 @@ def run_eval(step: Step, config: EvalConfig, ctx: StepContext, out: Path) -> dic
         seed=seed,
         suite_options=options,
         categories=categories,
+        batch_size=ctx.spec.eval_batch_size,
     )
     scores = {key: result["scores"].get(key) for key in SCORE_LABELS}
     record: dict[str, Any] = {"scores": scores, "limit": config.limit, "seed": seed}
