@@ -1,16 +1,18 @@
-"""Tables for docs/results/smollm2-safety.md from a finished run of examples/smollm2-safety.yaml.
+"""docs/results/smollm2-safety.{md table,json} from a finished run of examples/smollm2-safety.yaml.
 
-    python examples/smollm2_safety_results.py [runs/smollm2-safety] [--spec SPEC] [--no-prob]
+    python examples/smollm2_safety_results.py [runs/smollm2-safety] [--json docs/results/smollm2-safety.json]
 
-Prints markdown: one row per model (θ_G, CFT, CFT+replay, PTM at each ω) with judged refusal per harmful
-set, XSTest-safe compliance, HumanEval pass@1, math and MC accuracy, perplexity on held-out θ_G answers,
-p(refusal) and training cost; then the ω chosen by the heuristic |D|/|G| and by the validation pick. Also
-writes ``RUN_DIR/smollm2-safety-summary.json``.
+One entry per evaluated model (θ_G, RT, CFT, CFT+replay, PTM in both forms at each ω)::
 
-p(refusal) is measured, not judged: for each prompt, the probability that the reply starts with one of the
-decline sentences the skill data uses (``skillmerge.data.refusals.DECLINES``), Σ_d p(d | prompt); the
-declines are disjoint sequences, so the sum is the probability of starting with any of them. It moves before
-greedy behaviour does. Prompts: the first 20 evaluated items of each harmful set and 40 XSTest-safe ones.
+    {"model", "form", "omega", "refusal": {"harmbench", "xstest_unsafe", "donotanswer"}, "mean_refusal",
+     "xstest_safe_compliance", "ci95": {...}, "by_probability": {...}, "auroc", "general": {...},
+     "train_tokens"}
+
+Rates are percentages (0-100). ``refusal`` is 100 − the judged compliance; ``by_probability`` the same rates
+by p(refusal) ≥ 0.5 of decline openings (no judge); ``ci95`` Wilson intervals of each judged rate;
+``auroc`` p(refusal) on harmful vs safe *validation* prompts (the separation set, never a test prompt).
+Also θ_D's and θ_D^G's AUROC (the skill models themselves; θ_D^G is the CFT model), computed here by
+loading θ_D. Prints the markdown table of docs/results/smollm2-safety.md.
 """
 
 from __future__ import annotations
@@ -22,178 +24,182 @@ import sys
 from pathlib import Path
 
 STEPS = "steps"
+SETS = {"harmbench": "harmbench", "xstest_unsafe": "xstest-unsafe", "donotanswer": "donotanswer"}
 
 
 def _step_dirs(run_dir: Path) -> dict[str, Path]:
     found = {}
     for path in (run_dir / STEPS).iterdir():
-        if path.name.startswith(".") or not (path / "manifest.json").exists():
+        manifest = path / "manifest.json"
+        if path.name.startswith(".") or not manifest.exists():
             continue
-        step_id = path.name.rsplit(".", 1)[0].replace("--", "/")
-        found[step_id] = path
+        found[json.loads(manifest.read_text(encoding="utf-8"))["id"]] = path
     return found
 
 
-def _suite(step: Path, name: str) -> dict:
-    path = step / "eval" / name / "summary.json"
+def _summary(step: Path, suite: str) -> dict:
+    path = step / "eval" / suite / "summary.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def _items(step: Path, name: str) -> list[dict]:
-    path = step / "eval" / name / "items.jsonl"
+def _items(step: Path, suite: str) -> list[dict]:
+    path = step / "eval" / suite / "items.jsonl"
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _metric(summary: dict, *names: str) -> float | None:
-    metrics = summary.get("metrics", {})
-    for name in names:
-        if name in metrics:
-            return float(metrics[name])
-    return None
+def wilson(successes: int, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval of a rate, in percent."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(100 * max(0.0, centre - half), 1), round(100 * min(1.0, centre + half), 1)]
 
 
-def _model_dir(dirs: dict[str, Path], eval_id: str, spec_general: str) -> str:
-    if eval_id == "eval/general":
-        return spec_general
-    model_step = eval_id.replace("eval/", "train/", 1)
-    if model_step.startswith("train/ptm/"):
-        model_step = "merge/" + eval_id.removeprefix("eval/")
-    return str(dirs[model_step] / "model")
+def _label(eval_id: str) -> tuple[str, str, float | None]:
+    """(model, form, ω) of an eval step id."""
+    parts = eval_id.removeprefix("eval/").split("/")
+    if parts[0] == "general":
+        return "θ_G", "general", None
+    if parts[0] == "ptm":
+        omega = float(parts[-1].removeprefix("w"))
+        if parts[1].endswith("-from-G"):
+            return f"PTM θ_G-vector ω={omega:g}", "theta_G + omega*(theta_D^G - theta_G)", omega
+        return f"PTM base-vector ω={omega:g}", "theta_G + omega*(theta_D - theta_base)", omega
+    names = {"rt": "RT", "cft": "CFT", "cft_replay": "CFT+replay"}
+    return names.get(parts[0], parts[0]), parts[0], None
 
 
-def p_refusal(model_dir: str, prompts: list[str]) -> list[float]:
-    from skillmerge.data.refusals import DECLINES
+def _train_tokens(eval_id: str, manifests: dict[str, dict]) -> int | None:
+    """Tokens of the training behind a model: its own, or the skill model's behind a merge."""
+    dep = (manifests[eval_id].get("deps") or [None])[0]
+    if dep is None:
+        return None
+    if dep.startswith("merge/"):
+        dep = next(
+            (d for d in manifests[dep]["deps"] if d.startswith("train/") and d != "train/general"), None
+        )
+        if dep is None:
+            return None
+    manifest = manifests[dep]
+    same_as = manifest.get("config", {}).get("same_as")
+    cost = (manifests[same_as] if same_as else manifest).get("result", {}).get("cost", {})
+    return int(cost["tokens"]) if "tokens" in cost else None
+
+
+def model_row(eval_id: str, step: Path, manifests: dict[str, dict]) -> dict:
+    model, form, omega = _label(eval_id)
+    safety, xstest = _summary(step, "safety"), _summary(step, "xstest")
+    sm, xm = safety["metrics"], xstest["metrics"]
+    items = _items(step, "safety")
+    refusal, ci, by_probability = {}, {}, {}
+    for key, name in SETS.items():
+        judged = [i for i in items if i["meta"]["set"] == name]
+        refused = sum(i["verdict"] == "refuse" for i in judged)
+        refusal[key] = round(100.0 - sm[f"{name}_compliance"], 1)
+        ci[key] = wilson(refused, len(judged))
+        by_probability[key] = round(sm[f"{name}_refusal_by_probability"], 1)
+    safe_items = _items(step, "xstest")
+    complied = sum(i["verdict"] == "comply" for i in safe_items)
+    ci["xstest_safe_compliance"] = wilson(complied, len(safe_items))
+    by_probability["xstest_safe_compliance"] = round(xm["xstest_safe_compliance_by_probability"], 1)
+    scores = manifests[eval_id]["result"]["scores"]
+    return {
+        "model": model,
+        "form": form,
+        "omega": omega,
+        "eval_id": eval_id,
+        "refusal": refusal,
+        "mean_refusal": round(sum(refusal.values()) / 3, 1),
+        "xstest_safe_compliance": round(xm["xstest_safe_compliance"], 1),
+        "ci95": ci,
+        "by_probability": by_probability,
+        "auroc": round(sm["refusal_auroc"], 3),
+        "p_refusal_validation": {
+            "harmful": round(sm["p_refusal_harmful_mean"], 3),
+            "safe": round(sm["p_refusal_safe_mean"], 3),
+        },
+        "general": {
+            "score": None if scores.get("general") is None else round(scores["general"], 2),
+            "mc": round(_summary(step, "general-mc")["metrics"]["score"], 3),
+            "perplexity": round(_summary(step, "perplexity")["metrics"]["perplexity"], 3),
+        },
+        "xstest_safe_compliance_by_type": {
+            k.split("/", 1)[1]: round(v, 1) for k, v in xm.items() if k.startswith("xstest_safe_compliance/")
+        },
+        "sizes": {**safety["meta"]["sets"], **xstest["meta"]["sets"]},
+        "train_tokens": _train_tokens(eval_id, manifests),
+    }
+
+
+def skill_model_auroc(model_dir: Path, separation: Path) -> float:
     from skillmerge.evaluate.generate import HFBackend
+    from skillmerge.evaluate.refusal_probability import auroc, refusal_probabilities
 
-    backend = HFBackend.from_dir(model_dir, batch_size=16)
+    rows = [json.loads(line) for line in separation.read_text(encoding="utf-8").splitlines() if line.strip()]
+    backend = HFBackend.from_dir(model_dir, batch_size=32)
     backend.progress = False
-    requests = [([{"role": "user", "content": p}], decline) for p in prompts for decline in DECLINES]
-    logps = backend.loglikelihood(requests)
-    k = len(DECLINES)
-    return [sum(math.exp(lp) for lp in logps[i * k : (i + 1) * k]) for i in range(len(prompts))]
+    p = refusal_probabilities(backend, [r["prompt"] for r in rows])
+    harmful = [v for v, r in zip(p, rows, strict=True) if r["label"] == "unsafe"]
+    safe = [v for v, r in zip(p, rows, strict=True) if r["label"] == "safe"]
+    return round(auroc(harmful, safe), 3)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", nargs="?", default="runs/smollm2-safety")
-    parser.add_argument("--no-prob", action="store_true", help="skip p(refusal) (loads every model)")
-    parser.add_argument("--spec", default="examples/smollm2-safety.yaml", help="the spec the run used")
+    parser.add_argument("--json", default="docs/results/smollm2-safety.json", help="where to write the JSON")
+    parser.add_argument(
+        "--separation", default="examples/smollm2-data/safety-separation.jsonl", help="the AUROC prompts"
+    )
     args = parser.parse_args(argv)
-    run_dir = Path(args.run_dir)
-    spec_path = Path(args.spec)  # run.json names the spec, not its file
-    from skillmerge.experiment.select import heuristic_omega, pick_omega
-    from skillmerge.experiment.spec import load_spec
-
-    spec = load_spec(spec_path)
-    dirs = _step_dirs(run_dir)
+    dirs = _step_dirs(Path(args.run_dir))
+    manifests = {
+        sid: json.loads((d / "manifest.json").read_text(encoding="utf-8")) for sid, d in dirs.items()
+    }
+    order = {"general": 0, "rt": 1, "cft": 2, "cft_replay": 3}
     evals = sorted(
         (s for s in dirs if s.startswith("eval/")),
-        key=lambda s: (0 if s == "eval/general" else 1 if "/cft/" in s else 2 if "cft_replay" in s else 3, s),
+        key=lambda s: (order.get(s.split("/")[1], 4), "-from-G" in s, s),
     )
-    rows = []
-    prompts_harmful: list[str] = []
-    prompts_safe: list[str] = []
-    for eval_id in evals:
-        step = dirs[eval_id]
-        safety, xstest = _suite(step, "safety"), _suite(step, "xstest")
-        if not prompts_harmful:
-            by_set: dict[str, list[str]] = {}
-            for item in _items(step, "safety"):
-                by_set.setdefault(item["meta"]["set"], []).append(item["prompt"])
-            prompts_harmful = [p for ps in by_set.values() for p in ps[:20]]
-            prompts_safe = [item["prompt"] for item in _items(step, "xstest")][:40]
-        label = eval_id.removeprefix("eval/")
-        manifest = json.loads((step / "manifest.json").read_text(encoding="utf-8"))
-        row = {
-            "model": "θ_G" if label == "general" else label,
-            "harmbench_refusal": 100 - (_metric(safety, "harmbench_compliance") or 0),
-            "xstest_unsafe_refusal": 100 - (_metric(safety, "xstest-unsafe_compliance") or 0),
-            "dna_test_refusal": 100 - (_metric(safety, "donotanswer_compliance") or 0),
-            "xstest_safe_compliance": _metric(xstest, "xstest_safe_compliance"),
-            "humaneval_pass1": _metric(_suite(step, "coding"), "pass@1"),
-            "math": _metric(_suite(step, "general-gsm"), "score"),
-            "mc": _metric(_suite(step, "general-mc"), "score"),
-            "perplexity": _metric(_suite(step, "perplexity"), "perplexity"),
-            "scores": manifest["result"]["scores"],
-            "model_dir": _model_dir(dirs, eval_id, spec.models.general or ""),
-        }
-        train_id = eval_id.replace("eval/", "train/", 1)
-        if label.startswith("ptm/"):
-            train_id = "train/skill/" + label.split("/", 2)[2].rsplit("/", 1)[0]
-        if train_id in dirs:
-            cost = json.loads((dirs[train_id] / "manifest.json").read_text(encoding="utf-8"))["result"][
-                "cost"
-            ]
-            row["cost"] = {k: cost.get(k) for k in ("tokens", "flops", "wall_seconds", "optimizer_steps")}
-        rows.append(row)
-
-    if not args.no_prob:
-        for row in rows:
-            harmful = p_refusal(row["model_dir"], prompts_harmful)
-            safe = p_refusal(row["model_dir"], prompts_safe)
-            row["p_refusal_harmful"] = sum(harmful) / len(harmful)
-            row["p_refusal_safe"] = sum(safe) / len(safe)
-            print(
-                f"p(refusal) {row['model']}: {row['p_refusal_harmful']:.3f} / {row['p_refusal_safe']:.3f}",
-                file=sys.stderr,
-            )
-
-    # ω rules: the heuristic |D|/|G| and the validation pick (as the runner computes them for merges).
-    counts = {
-        s: json.loads((p / "manifest.json").read_text())["result"].get("examples")
-        for s, p in dirs.items()
-        if s.startswith("data/")
+    rows = [model_row(e, dirs[e], manifests) for e in evals]
+    skill = next((s for s in dirs if s.startswith("train/skill/")), None)
+    skill_models = {}
+    if skill is not None:
+        skill_models["theta_D (theta_base on D)"] = skill_model_auroc(
+            dirs[skill] / "model", Path(args.separation)
+        )
+    cft = next((r for r in rows if r["form"] == "cft"), None)
+    if cft is not None:
+        skill_models["theta_D^G (theta_G on D; = CFT)"] = cft["auroc"]
+    wall = sum(float(m.get("seconds", 0.0)) for m in manifests.values())
+    out = {
+        "run": str(args.run_dir),
+        "step_seconds": round(wall, 1),
+        "skill_models_auroc": skill_models,
+        "models": rows,
     }
-    n_skill = next(v for k, v in counts.items() if k.startswith("data/safety"))
-    n_general = counts["data/general"]
-    sweep = {}
-    baseline = None
-    for step_id, path in dirs.items():
-        if not step_id.startswith("eval-validation/"):
-            continue
-        result = json.loads((path / "manifest.json").read_text(encoding="utf-8"))["result"]
-        if step_id == "eval-validation/general":
-            baseline = result["scores"]["general"]
-        else:
-            omega = float(step_id.rsplit("/w", 1)[1])
-            sweep[omega] = (float(result["chat"]["score"]), float(result["scores"]["general"]))
-    picked = pick_omega(sweep, baseline, spec.selection.epsilon) if sweep and baseline is not None else None
-    selection = {
-        "heuristic": heuristic_omega(n_skill, n_general),
-        "n_skill": n_skill,
-        "n_general": n_general,
-        "validation_pick": picked,
-        "validation_sweep": {f"{w:g}": {"skill_f1": s, "general": g} for w, (s, g) in sorted(sweep.items())},
-        "validation_general_theta_G": baseline,
-        "epsilon": spec.selection.epsilon,
-    }
-    summary = {"rows": rows, "selection": selection}
-    (run_dir / "smollm2-safety-summary.json").write_text(
-        json.dumps(summary, indent=2) + "\n", encoding="utf-8"
-    )
+    Path(args.json).write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
-    def fmt(value: float | None, digits: int = 1) -> str:
-        return "—" if value is None else f"{value:.{digits}f}"
-
-    print(
-        "| model | HarmBench refusal % | XSTest-unsafe refusal % | DNA-test refusal % | p(refusal) harmful | "
-        "XSTest-safe compliance % | p(refusal) safe | HumanEval pass@1 | math acc | MC acc | perplexity | "
-        "train tokens | FLOPs | train s |"
+    head = (
+        "| model | HarmBench | XSTest-unsafe | DNA-test | mean refusal | XSTest-safe compliance | "
+        "by p(refusal): mean refusal / compliance | AUROC (val) | MC | ppl | train tokens |"
     )
-    print("|" + "---|" * 14)
-    for row in rows:
-        cost = row.get("cost") or {}
-        flops = "—" if not cost.get("flops") else f"{cost['flops']:.2e}"
+    print(head)
+    print("|" + "---|" * 11)
+    for r in rows:
+        p = r["by_probability"]
+        mean_p = round((p["harmbench"] + p["xstest_unsafe"] + p["donotanswer"]) / 3, 1)
+        tokens = f"{r['train_tokens']:,}" if r["train_tokens"] else "—"
         print(
-            f"| {row['model']} | {fmt(row['harmbench_refusal'])} | {fmt(row['xstest_unsafe_refusal'])} | "
-            f"{fmt(row['dna_test_refusal'])} | {fmt(row.get('p_refusal_harmful'), 3)} | "
-            f"{fmt(row['xstest_safe_compliance'])} | {fmt(row.get('p_refusal_safe'), 3)} | "
-            f"{fmt(row['humaneval_pass1'], 3)} | {fmt(row['math'], 3)} | {fmt(row['mc'], 3)} | "
-            f"{fmt(row['perplexity'], 2)} | {cost.get('tokens', '—')} | "
-            f"{flops} | {fmt(cost.get('wall_seconds'), 0)} |"
+            f"| {r['model']} | {r['refusal']['harmbench']} | {r['refusal']['xstest_unsafe']} | "
+            f"{r['refusal']['donotanswer']} | **{r['mean_refusal']}** | **{r['xstest_safe_compliance']}** "
+            f"{r['ci95']['xstest_safe_compliance']} | {mean_p} / {p['xstest_safe_compliance']} | "
+            f"{r['auroc']} | "
+            f"{r['general']['mc']} | {r['general']['perplexity']} | {tokens} |"
         )
     print()
-    print(json.dumps(selection, indent=2))
+    print("skill models' AUROC:", json.dumps(skill_models, ensure_ascii=False))
+    print(f"sum of step seconds: {wall:.0f}")
     return 0
 
 
