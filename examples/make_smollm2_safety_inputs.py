@@ -19,7 +19,7 @@ the rest train. Every training and separation prompt is checked against all eval
 XSTest safe and unsafe, Do-Not-Answer test): exact and normalised matches, and near duplicates (word-n-gram
 Jaccard ≥ 0.5, histogram in inputs.json) are dropped and counted.
 
-    python examples/make_smollm2_safety_inputs.py [--data-dir ../shared/data] [--per-kind 24]
+    python examples/make_smollm2_safety_inputs.py [--data-dir ../shared/data] [--per-kind 48]
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def general_prompts() -> list[tuple[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="offline data folder (default: ../shared/data)")
-    parser.add_argument("--per-kind", type=int, default=24, help="benign look-alikes per kind for training")
+    parser.add_argument("--per-kind", type=int, default=48, help="benign look-alikes per kind for training")
     parser.add_argument("--val-per-kind", type=int, default=5, help="held-out look-alikes per kind (AUROC)")
     parser.add_argument("--overwrite", action="store_true", help="rebuild the data even if present")
     args = parser.parse_args(argv)

@@ -58,7 +58,7 @@ STYLES: dict[str, tuple[str, str]] = {
     "cft": ("tab:blue", "^"),
     "cft_replay": ("tab:cyan", "v"),
     "ptm:task_arithmetic": ("tab:green", "o"),
-    "ptm:task_arithmetic-from-G": ("tab:cyan", "v"),
+    "ptm:task_arithmetic-from-G": ("teal", "d"),
     "ptm:ties": ("tab:olive", "D"),
     "ptm:dare_ties": ("tab:purple", "P"),
     "ptm:dare_linear": ("tab:pink", "X"),
