@@ -209,17 +209,18 @@ def test_tradeoff_plot_gives_each_merge_method_its_own_style_and_names_every_poi
     figure = tradeoff_figure(collect(fake_run))
     (axis,) = figure.axes
     lines = {line.get_label(): line for line in axis.get_lines()}
-    assert {"task_arithmetic cap20", "linear cap20", "RT", "CFT", "θ_G", "Pareto front"} <= set(lines)
+    assert {"PTM task_arithmetic cap20", "PTM linear cap20", "RT", "CFT", "θ_G", "Pareto front"} <= set(lines)
     styles = {
         (lines[k].get_color(), lines[k].get_marker())
-        for k in ("task_arithmetic cap20", "linear cap20", "RT", "CFT")
+        for k in ("PTM task_arithmetic cap20", "PTM linear cap20", "RT", "CFT")
     }
     assert len(styles) == 4  # no two methods look alike
-    assert list(lines["linear cap20"].get_xdata()) == [48.5, 44.0]  # ordered by ω
-    assert lines["RT"].get_zorder() > lines["task_arithmetic cap20"].get_zorder()  # baselines on top
+    assert list(lines["PTM linear cap20"].get_xdata()) == [48.5, 44.0]  # ordered by ω
+    assert lines["RT"].get_zorder() > lines["PTM task_arithmetic cap20"].get_zorder()  # baselines on top
     texts = [t.get_text() for t in axis.texts]
     assert texts.count("ω0.5") == 2 and texts.count("ω1") == 2 and texts.count("ω1.5") == 1
-    assert texts.count("cap10") == 2 and texts.count("cap20") == 2 and "θ_G" in texts  # RT and CFT sizes
+    # RT and CFT are labelled points with their sizes
+    assert {"RT cap10", "RT cap20", "CFT cap10", "CFT cap20", "θ_G"} <= set(texts)
     plt.close(figure)
 
 
@@ -264,12 +265,13 @@ def test_safety_frontier_plots_refusal_against_safe_compliance_per_method(tmp_pa
     figure = safety_frontier_figure(results)
     (axis,) = figure.axes
     lines = {line.get_label(): line for line in axis.get_lines()}
-    assert list(lines["task_arithmetic cap100"].get_xdata()) == [90.0, 70.0]  # x: safe-prompt compliance
-    assert list(lines["task_arithmetic cap100"].get_ydata()) == [60.0, 85.0]  # y: harmful refusal
-    assert lines["ties cap100"].get_color() != lines["task_arithmetic cap100"].get_color()
+    # one data size: no size tag in the legend; the baselines are points labelled by name
+    assert list(lines["PTM task_arithmetic"].get_xdata()) == [90.0, 70.0]  # x: safe-prompt compliance
+    assert list(lines["PTM task_arithmetic"].get_ydata()) == [60.0, 85.0]  # y: harmful refusal
+    assert lines["PTM ties"].get_color() != lines["PTM task_arithmetic"].get_color()
     # front: CFT (12, 99), RT (40, 90), TA ω1 (70, 85), TA ω0.5 (90, 60), θ_G (98, 10); ties ω1 is dominated
     front = lines["Pareto front"]
     assert list(front.get_xdata()) == [12.0, 40.0, 70.0, 90.0, 98.0]
-    assert "ω0.5" in [t.get_text() for t in axis.texts]
+    assert {"ω0.5", "RT", "CFT", "θ_G"} <= {t.get_text() for t in axis.texts}
     plt.close(figure)
     assert "safety-frontier.png" in all_plots(results)

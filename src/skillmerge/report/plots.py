@@ -71,6 +71,15 @@ SPARE_STYLES = [("darkgreen", "p"), ("navy", "d"), ("maroon", "8"), ("teal", "H"
 METHOD_LABELS = {"rt": "RT", "cft": "CFT", "cft_replay": "CFT+replay"}
 
 
+def ptm_label(method: str) -> str:
+    """Legend name of a merge line: ``ptm:ties`` → ``PTM ties``; the θ_G-vector form says which vector it adds
+    (``ptm:task_arithmetic-from-G`` → ``PTM task_arithmetic, τ = θ_D^G − θ_G``)."""
+    name = method.removeprefix("ptm:")
+    if name.endswith("-from-G"):
+        return f"PTM {name.removesuffix('-from-G')}, τ = θ_D^G − θ_G"
+    return f"PTM {name}"
+
+
 def method_style(method: str) -> tuple[str, str]:
     """``(colour, marker)`` of a method (``rt``, ``ptm:ties``, ...); unknown ones get a fixed spare style."""
     if method in STYLES:
@@ -129,6 +138,7 @@ def _method_lines(axis: plt.Axes, results: Results, skill: str, x: str, y: str) 
     for row in rows:  # PTM: one line per merge method and size (the ω sweep); others: across sizes
         lines[(row.method, row.size or "") if row.family == "ptm" else (row.method, "")].append(row)
     points: list[tuple[str, float, float]] = []
+    many_sizes = len({r.size for r in rows}) > 1
     for (method, size), members in sorted(lines.items()):
         merged = method.startswith("ptm")
         members = sorted(members, key=lambda r: (r.omega or 0.0) if merged else (r.size_value or 0.0))
@@ -138,7 +148,8 @@ def _method_lines(axis: plt.Axes, results: Results, skill: str, x: str, y: str) 
             continue
         points += [(r.id, a, b) for r, a, b in labelled]  # type: ignore[misc]
         color, marker = method_style(method)
-        name = method.removeprefix("ptm:") if merged else METHOD_LABELS.get(method, method)
+        name = ptm_label(method) if merged else METHOD_LABELS.get(method, method)
+        size = size if many_sizes else ""  # one size: the legend needs no size tag
         axis.plot(
             [a for _, a, _ in labelled],
             [b for _, _, b in labelled],
@@ -151,8 +162,13 @@ def _method_lines(axis: plt.Axes, results: Results, skill: str, x: str, y: str) 
             zorder=2 if merged else 3,
         )
         for row, a, b in labelled:
-            text = f"ω{row.omega:g}" if merged and row.omega is not None else (row.size or "")
-            axis.annotate(text, (a, b), textcoords="offset points", xytext=(4, 3), fontsize=6, color=color)
+            if merged:
+                text = f"ω{row.omega:g}" if row.omega is not None else ""
+            else:  # the baselines are labelled points: the method, and the size when sizes differ
+                text = f"{name} {row.size or ''}" if many_sizes else name
+            axis.annotate(
+                text.strip(), (a, b), textcoords="offset points", xytext=(4, 3), fontsize=7, color=color
+            )
     general = results.general()
     if general is not None and _finite(general.score(x)) and _finite(general.score(y)):
         here = (general.score(x), general.score(y))
