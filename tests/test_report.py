@@ -275,3 +275,51 @@ def test_safety_frontier_plots_refusal_against_safe_compliance_per_method(tmp_pa
     assert {"ω0.5", "RT", "CFT", "θ_G"} <= {t.get_text() for t in axis.texts}
     plt.close(figure)
     assert "safety-frontier.png" in all_plots(results)
+
+
+def test_refusal_table_reads_the_judge_free_measures_of_each_model(tmp_path: Path) -> None:
+    from skillmerge.report import summary
+    from skillmerge.report.tables import all_tables, refusal_table_data
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"spec": "fake-safety"}))
+    # step → (AUROC, p harmful, p safe, HarmBench / DNA refusal by p, XSTest-safe compliance by p)
+    measures = {
+        "eval/general": (0.65, 0.02, 0.01, (1.0, 3.0), 100.0),
+        "eval/cft/safety/cap100/seed0": (0.9, 0.7, 0.2, (60.0, 80.0), 75.0),
+    }
+    for step_id, (auroc, harmful, safe, refused, complied) in measures.items():
+        folder = run_dir / "steps" / f"{step_id.replace('/', '--')}.{'0' * 16}"
+        for suite, metrics in {
+            "safety": {
+                "refusal_auroc": auroc,
+                "p_refusal_harmful_mean": harmful,
+                "p_refusal_safe_mean": safe,
+                "harmbench_refusal_by_probability": refused[0],
+                "donotanswer_refusal_by_probability": refused[1],
+                "harmbench_compliance": 50.0,  # a judged rate: not a refusal measure
+            },
+            "xstest": {
+                "xstest_safe_compliance_by_probability": complied,
+                "xstest_safe_compliance/homonyms": 1,
+            },
+        }.items():
+            (folder / "eval" / suite).mkdir(parents=True)
+            (folder / "eval" / suite / "summary.json").write_text(json.dumps({"metrics": metrics}))
+        scores = {"general": 40.0, "safety": 100 - harmful, "exaggerated_refusal": complied}
+        manifest = {"id": step_id, "kind": "eval", "key": "0" * 64, "config": {"split": "test"}}
+        manifest.update(deps=[], seconds=1.0, result={"scores": scores})
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    results = collect(run_dir)
+    rows = {r["label"]: r for r in refusal_table_data(results)}
+    assert list(rows) == ["θ_G", "CFT cap100"]  # θ_G first, then the baselines
+    cft = rows["CFT cap100"]
+    assert (cft["auroc"], cft["p_refusal_harmful"], cft["p_refusal_safe"]) == (0.9, 0.7, 0.2)
+    assert cft["refusal_by_probability"] == 70.0 and cft["compliance_by_probability"] == 75.0
+    general = results.general()
+    assert general is not None and "harmbench_compliance" not in general.refusal_measures
+    assert "xstest_safe_compliance/homonyms" not in general.refusal_measures
+    assert "Refusal measured two ways" in [t.title for t in all_tables(results)]
+    assert summary(results)["results"]["evals"][0]["refusal_measures"]  # kept in results.json

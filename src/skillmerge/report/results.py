@@ -86,6 +86,9 @@ class EvalRow:
     # components (suites or tasks) each score averages: a score is resampled only when all of them have items.
     items: dict[str, dict[str, ItemScores]] = field(default_factory=dict)
     components: dict[str, int] = field(default_factory=dict)
+    # Refusal measured without the judge (suites run with refusal_probability / separation): the AUROC of
+    # p(refusal) on harmful vs safe validation prompts, its means, and each set's rate by p(refusal) ≥ 0.5.
+    refusal_measures: dict[str, float] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
@@ -301,6 +304,7 @@ def _eval_row(manifest: dict[str, Any], manifests: dict[str, dict[str, Any]]) ->
         step_id, parts[0], split, scores=scores, cost=_model_cost(deps[0] if deps else None, manifests)
     )
     row.items, row.components = _item_scores(Path(manifest["_dir"]) / EVAL_DIR)
+    row.refusal_measures = _refusal_measures(Path(manifest["_dir"]) / EVAL_DIR)
     if parts[0] == "ptm":  # ptm/MERGE/SKILL/SIZE/seedN/wΩ
         merge_cfg = manifests.get(deps[0], {}).get("config", {}) if deps else {}
         row.method, row.merge, row.skill, row.size = f"ptm:{parts[1]}", parts[1], parts[2], parts[3]
@@ -330,6 +334,23 @@ def _item_scores(eval_dir: Path) -> tuple[dict[str, dict[str, ItemScores]], dict
             if items is not None and abs(sum(items.scores) / len(items.scores) - float(value)) <= 1e-6:
                 out.setdefault(score, {})[suite] = items
     return out, {score: len(parts) for score, parts in components.items()}
+
+
+REFUSAL_MEASURES = ("refusal_auroc", "p_refusal_harmful_mean", "p_refusal_safe_mean")
+_BY_PROBABILITY = ("_refusal_by_probability", "_compliance_by_probability")
+
+
+def _refusal_measures(eval_dir: Path) -> dict[str, float]:
+    """The judge-free refusal metrics of every suite's ``summary.json`` (:data:`REFUSAL_MEASURES` and the
+    per-set ``*_refusal_by_probability`` / ``*_compliance_by_probability`` rates, per-type ones left out)."""
+    found: dict[str, float] = {}
+    for summary in sorted(eval_dir.glob("*/summary.json")) if eval_dir.is_dir() else []:
+        metrics = _read_json(summary).get("metrics") or {}
+        for key, value in metrics.items():
+            wanted = key in REFUSAL_MEASURES or ("/" not in key and key.endswith(_BY_PROBABILITY))
+            if wanted and isinstance(value, int | float) and not isinstance(value, bool):
+                found[key] = float(value)
+    return found
 
 
 def _suite_items(path: Path) -> ItemScores | None:

@@ -371,8 +371,76 @@ def failures_table(results: Results) -> Table:
     return Table("Failed steps", ["Step", "Error", "Message"], rows, notes)
 
 
+def row_label(row: EvalRow) -> str:
+    """A short display name of one evaluation: ``θ_G``, ``CFT pct100``, ``PTM ties pct100 ω0.5``."""
+    if row.method == "general":
+        return "θ_G"
+    if row.method == "multi_skill":
+        return f"all-skills {row.merge} {'+'.join(row.skills)} {row.rule or ''}".strip()
+    name = f"PTM {row.merge}" if row.family == "ptm" else METHOD_NAMES.get(row.method, row.method)
+    omega = f" ω{row.omega:g}" if row.omega is not None else ""
+    return f"{name} {row.size or ''}".strip() + omega
+
+
+METHOD_NAMES = {"rt": "RT", "cft": "CFT", "cft_replay": "CFT+replay"}
+_FAMILY_ORDER = {"general": 0, "rt": 1, "cft": 2, "cft_replay": 3}
+
+
+def refusal_table_data(results: Results) -> list[dict[str, Any]]:
+    """Every test evaluation with judge-free refusal measures: AUROC of p(refusal) (harmful vs safe
+    validation prompts), its means, refusal of harmful sets and compliance with safe ones by p(refusal) ≥ 0.5,
+    beside the judged Safety and Exaggerated-refusal scores."""
+    rows = [r for r in results.test_rows() if r.refusal_measures]
+    rows.sort(key=lambda r: (_FAMILY_ORDER.get(r.family, 4), r.method, r.size_value or 0.0, r.omega or 0.0))
+    table = []
+    for row in rows:
+        m = row.refusal_measures
+        refusal = [v for k, v in m.items() if k.endswith("_refusal_by_probability")]
+        compliance = [v for k, v in m.items() if k.endswith("_compliance_by_probability")]
+        table.append(
+            {
+                "label": row_label(row),
+                "id": row.id,
+                "auroc": m.get("refusal_auroc"),
+                "p_refusal_harmful": m.get("p_refusal_harmful_mean"),
+                "p_refusal_safe": m.get("p_refusal_safe_mean"),
+                "refusal_by_probability": sum(refusal) / len(refusal) if refusal else None,
+                "compliance_by_probability": sum(compliance) / len(compliance) if compliance else None,
+                "safety": row.score("safety"),
+                "exaggerated_refusal": row.score("exaggerated_refusal"),
+            }
+        )
+    return table
+
+
+def refusal_table(results: Results) -> Table:
+    columns = ["Model", "AUROC (val)", "p(refusal) harmful / safe", "Refusal by p", "Compliance by p"]
+    columns += ["Safety (judge)", "Exaggerated refusal (judge)"]
+    rows = [
+        [
+            e["label"],
+            _num(e["auroc"], "{:.3f}"),
+            f"{_num(e['p_refusal_harmful'], '{:.3f}')} / {_num(e['p_refusal_safe'], '{:.3f}')}",
+            _num(e["refusal_by_probability"], "{:.1f}"),
+            _num(e["compliance_by_probability"], "{:.1f}"),
+            _num(e["safety"], "{:.1f}"),
+            _num(e["exaggerated_refusal"], "{:.1f}"),
+        ]
+        for e in refusal_table_data(results)
+    ]
+    notes = [
+        "p(refusal): the probability that the reply opens with a decline (no judge). AUROC: how well it "
+        "separates harmful from safe validation prompts (0.5 = chance, 1 = perfect): what the skill data "
+        "taught, which ω only trades along. Refusal / compliance by p: the share of harmful / safe test "
+        "prompts with p(refusal) ≥ 0.5 / < 0.5 (mean over sets), a second measure beside the judge."
+    ]
+    return Table("Refusal measured two ways", columns, rows, notes)
+
+
 def all_tables(results: Results) -> list[Table]:
     tables = [skill_table(results, skill) for skill in sorted(results.skill_scores)]
+    if any(r.refusal_measures for r in results.test_rows()):
+        tables.append(refusal_table(results))
     if len(results.skill_scores) > 1:
         tables += [all_skills_table(results), interference_table(results)]
     if results.failures:
