@@ -50,7 +50,9 @@ def _inputs(root: Path, model: Path) -> Path:
     data.mkdir()
     write_jsonl(data / "refusals.jsonl", refusals)
     write_jsonl(data / "benign.jsonl", [r.with_source("benign") for r in benign])
-    write_jsonl(data / "general.jsonl", benign[:8])  # the spec needs a general mix; no arm here trains on it
+    # The spec needs a general mix (no arm here trains on it) and a general score: the perplexity of θ_G's
+    # own answers, a drift measure that costs one forward pass per item.
+    write_jsonl(data / "general.jsonl", benign[:8])
     separation = [{"prompt": i.prompt, "label": "unsafe"} for i in dna_val[: len(held)]]
     separation += [{"prompt": i.prompt, "label": "safe"} for i in held]
     (data / "separation.jsonl").write_text(
@@ -80,7 +82,9 @@ def _inputs(root: Path, model: Path) -> Path:
                     "separation": "data/separation.jsonl",
                 },
                 "xstest": {"max_new_tokens": 24, "limit": 32},
+                "perplexity": {"path": "data/general.jsonl"},
             },
+            "general": ["perplexity"],
             "safety": ["safety"],
             "exaggerated_refusal": ["xstest"],
         },
