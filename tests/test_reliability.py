@@ -300,7 +300,8 @@ def test_a_record_over_the_size_limit_is_refused_without_being_read_whole(
 
 
 _SLOW_MERGE = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when run in the background
 from skillmerge.merge import engine
 merge_tensor = engine.merge_tensor
 def slow(*args, **kwargs):
