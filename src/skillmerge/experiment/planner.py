@@ -133,6 +133,15 @@ class Planner:
         inputs = {**self.general_inputs, "base": self.base}
         return self.add(Step(step_id, config, self._general_deps() + deps, inputs))
 
+    def merge_evaluated(self, label: str, config: PtmMergeConfig, source: str, skill: Skill) -> str:
+        """``merge/<label>`` from ``source`` into θ_G, evaluated (``eval/<label>``) and, when the spec picks ω
+        on validation data, validated for ``skill``; returns the merge's step id."""
+        merged = self.merge(f"merge/{label}", config, (source,))
+        self.evaluate(merged, label)
+        if self.spec.needs_validation:
+            self.validate(merged, label, skill)
+        return merged
+
     def evaluate(self, model: str | None, label: str) -> str:
         """``eval/<label>``: every suite of the spec on the test split, on ``model`` (``None``: given θ_G)."""
         suites = self.spec.suites()

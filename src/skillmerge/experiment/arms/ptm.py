@@ -52,7 +52,4 @@ class PtmArm(Arm):
                         parameters=spec.merge.parameters_for(method),
                         model=source,
                     )
-                    merged = planner.merge(f"merge/{label}", config, (source,))
-                    planner.evaluate(merged, label)
-                    if spec.needs_validation:
-                        planner.validate(merged, label, cell.skill)
+                    planner.merge_evaluated(label, config, source, cell.skill)

@@ -72,7 +72,4 @@ class PtmFromGeneralArm(Arm):
                         model=source,
                         vector_from="general",
                     )
-                    merged = planner.merge(f"merge/{label}", config, (source,))
-                    planner.evaluate(merged, label)
-                    if spec.needs_validation:
-                        planner.validate(merged, label, cell.skill)
+                    planner.merge_evaluated(label, config, source, cell.skill)
