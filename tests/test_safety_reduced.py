@@ -30,7 +30,7 @@ from skillmerge.evaluate.generate import HFBackend
 from skillmerge.experiment.runner import run_experiment
 
 # 72 benign training prompts (as many refusals), 60 held out: the AUROC is read on 60 harmful and 60 safe
-# validation prompts (p(refusal) costs one prefill each; fewer gave θ_G anywhere from 0.65 to 0.8)
+# validation prompts (p(refusal) costs one prefill each; on 24 + 24 θ_G alone read 0.78, on 60 + 60 0.66)
 TRAIN_PER_KIND, VAL_PER_KIND = 6, 5
 
 

@@ -22,7 +22,7 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt
 
 from skillmerge.report.results import EvalRow, Results
-from skillmerge.report.tables import best, pareto_front, training_totals
+from skillmerge.report.tables import METHOD_NAMES, best, pareto_front, training_totals
 
 COLORS = {
     "rt": "tab:red",
@@ -68,7 +68,6 @@ STYLES: dict[str, tuple[str, str]] = {
     "ptm:slerp": ("gold", "*"),
 }
 SPARE_STYLES = [("darkgreen", "p"), ("navy", "d"), ("maroon", "8"), ("teal", "H")]
-METHOD_LABELS = {"rt": "RT", "cft": "CFT", "cft_replay": "CFT+replay"}
 
 
 def ptm_label(method: str) -> str:
@@ -148,7 +147,7 @@ def _method_lines(axis: plt.Axes, results: Results, skill: str, x: str, y: str) 
             continue
         points += [(r.id, a, b) for r, a, b in labelled]  # type: ignore[misc]
         color, marker = method_style(method)
-        name = ptm_label(method) if merged else METHOD_LABELS.get(method, method)
+        name = ptm_label(method) if merged else METHOD_NAMES.get(method, method)
         size = size if many_sizes else ""  # one size: the legend needs no size tag
         axis.plot(
             [a for _, a, _ in labelled],
