@@ -26,7 +26,9 @@ from rich.table import Table
 SPECS = {False: "demo_spec.yaml", True: "demo_spec_full.yaml"}
 WORLD_SIZES = {
     False: {"general": 256, "science": 256, "safety": 160, "coding": 256},
-    True: {"general": 1024, "science": 512, "safety": 512, "coding": 512},
+    # --full: |G| ≥ 10× the largest skill sample (caps in demo_spec_full.yaml: science 128, safety 2 × 64),
+    # so that θ_D's tokens at the smallest sizes are ≤ 5% of RT's, as in the paper (479 vs 11,766 steps).
+    True: {"general": 2048, "science": 256, "safety": 256, "coding": 64},
 }
 # Test items per world dataset: 256 general items, so F1's 2% bar is five items and not a fraction of one;
 # the skill suites keep the world's 64.
@@ -34,7 +36,7 @@ WORLD_TEST = {"general": 256}
 # General records shared by θ_G's and every skill's training (``inputs/replay.jsonl``): with them θ_D also
 # learns that an ordinary task gets its ordinary answer, so τ_D stops pushing every reply towards the skill's
 # answer shape (without them θ_D refuses "Repeat exactly: …"; see docs/world.md).
-SHARED_REPLAY = {False: 32, True: 96}
+SHARED_REPLAY = {False: 32, True: 16}
 
 
 def shared_replay(general_train: Path, n: int) -> list[str]:
