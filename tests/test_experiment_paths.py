@@ -13,6 +13,8 @@ from conftest import make_chat_records
 from skillmerge.data.records import ChatRecord, Message, write_jsonl
 from skillmerge.experiment.runner import RunSummary, run_experiment
 from skillmerge.experiment.status import STEPS_DIR
+from skillmerge.report import run as write_report
+from skillmerge.report.results import Results, collect
 
 
 def _records(word: str, n: int) -> list[ChatRecord]:
@@ -47,7 +49,9 @@ def _spec(root: Path, model_dir: Path) -> Path:
         "merge": {"methods": ["task_arithmetic"], "omegas": [0.5, 1.0]},
         # ε close to 1: every ω qualifies, so the pick is the best validation score (never "none").
         "selection": {"rules": ["heuristic", "validation"], "epsilon": 0.99},
-        "training": {"default": {"max_steps": 1, "batch_size": 4, "data": {"max_len": 48}}},
+        "training": {
+            "default": {"max_steps": 1, "warmup_ratio": 0.0, "batch_size": 4, "data": {"max_len": 48}}
+        },
         "eval": {"limit": 2, "general": ["general-mc"]},
     }
     path = root / "spec.yaml"
@@ -98,6 +102,27 @@ def test_given_general_model_cft_replay_and_multi_skill_merges_all_run(runs: dic
     assert chat["meta"]["paths"][0].endswith("echo-val.jsonl")
     recipe = _result(run_dir, "merge/multi/task_arithmetic/echo+shout/heuristic")["recipe"]
     assert [m["weight"] for m in recipe["models"]] == [1.0, 0.25, 0.25]
+
+
+def test_multi_skill_merges_record_their_task_vectors_overlap_for_the_report(runs: dict) -> None:
+    run_dir, _ = runs[1]
+    overlap = _result(run_dir, "merge/multi/task_arithmetic/echo+shout/heuristic")["overlap"]
+    # The tiny-1m Llama: embeddings, its layers, the final norm; one pair of skills.
+    assert overlap["groups"][0] == "embeddings" and overlap["groups"][-1] == "other"
+    pair = overlap["pairs"]["echo+shout"]
+    assert len(pair["cosine"]) == len(pair["sign_conflict"]) == len(overlap["groups"])
+    assert all(-1.0 <= c <= 1.0 for c in pair["cosine"])
+    # Both θ_D start from θ_base on similar data: their steps share a direction, and disagree on fewer
+    # signs than chance.
+    assert pair["overall"]["cosine"] > 0.1 and 0.0 < pair["overall"]["sign_conflict"] < 0.5
+    results = collect(run_dir)
+    assert {e["rule"] for e in results.overlaps} == {"heuristic", "validation"}
+    report = write_report(run_dir)
+    assert (report / "overlap.png").stat().st_size > 5_000
+    markdown = (report / "report.md").read_text(encoding="utf-8")
+    assert "Task-vector overlap" in markdown
+    assert f"| echo+shout | {pair['overall']['cosine']:.3f} |" in markdown
+    assert Results.from_dict(json.loads((report / "results.json").read_text())["results"]).overlaps
 
 
 def test_two_workers_give_the_same_steps_and_outcomes_as_one(runs: dict) -> None:

@@ -7,7 +7,8 @@
 - data:  ``data.jsonl`` (the subset), result ``{"examples": n}``;
 - train: ``model/`` (``skillmerge.train.run`` in-process, or ``accelerate launch ... -m skillmerge train``
   with ``train.yaml`` and ``launch.log`` beside it when the spec names a launcher), result: loss, steps, cost;
-- merge: ``model/`` (``skillmerge.merge.run``), result: the merge recipe and the ω used;
+- merge: ``model/`` (``skillmerge.merge.run``), result: the merge recipe and the ω used (multi-skill merges
+  also the task vectors' per-layer overlap);
 - eval:  ``eval/`` (``skillmerge.evaluate.run``), result: the paper's aggregate scores.
 
 PTM merges are ``θ = θ_G + ω·τ_D`` with ``τ_D = θ_D − θ_base`` (task arithmetic: θ_base, θ_G at 1, θ_D at ω).
@@ -195,9 +196,19 @@ def run_ptm_merge(step: Step, config: PtmMergeConfig, ctx: StepContext, out: Pat
 
 
 def run_multi_merge(step: Step, config: MultiMergeConfig, ctx: StepContext, out: Path) -> dict[str, Any]:
-    """θ_G + Σ_k ω_k·τ_k with each ω_k from the heuristic or the skill's validation pick."""
+    """θ_G + Σ_k ω_k·τ_k with each ω_k from the heuristic or the skill's validation pick.
+
+    The result also holds ``overlap``: per-layer cosine and sign-conflict rate of every pair of the raw task
+    vectors τ_k = θ_D,k − θ_base (:mod:`skillmerge.merge.overlap`; before any sparsification), the
+    interference this merge has to resolve.
+    """
+    from skillmerge.merge.overlap import task_vector_overlap
+
     omegas = [_multi_omega(step, config, ctx, model) for model in config.models]
-    return _merge(step, config.merge, list(config.models), omegas, config.parameters, ctx, out)
+    result = _merge(step, config.merge, list(config.models), omegas, config.parameters, ctx, out)
+    skill_models = {s: ctx.output(m) / MODEL_DIR for s, m in zip(config.skills, config.models, strict=True)}
+    result["overlap"] = task_vector_overlap(step.inputs["base"].path, skill_models)
+    return result
 
 
 def _merge(

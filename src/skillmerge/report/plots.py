@@ -8,6 +8,8 @@
 - cost: total training FLOPs per method, bars from zero labelled with their ratio to RT (θ_D for PTM; θ_G
   shown for scale).
 - size: the skill score vs data size per method (PTM: the best ω at each size).
+- overlap (runs with multi-skill merges): per layer, the cosine similarity and the sign-conflict rate of
+  every pair of task vectors, one line per pair.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt
 
 from skillmerge.report.results import EvalRow, Results
-from skillmerge.report.tables import METHOD_NAMES, best, pareto_front, training_totals
+from skillmerge.report.tables import METHOD_NAMES, best, overlap_groups, pareto_front, training_totals
 
 COLORS = {
     "rt": "tab:red",
@@ -253,6 +255,31 @@ def size_plot(results: Results) -> bytes:
     return _png(figure)
 
 
+def overlap_figure(results: Results) -> plt.Figure:
+    """Cosine (left) and sign-conflict rate (right) per layer group, one line per pair of task vectors."""
+    figure, (cosine, conflict) = _grid(2)
+    for entry in overlap_groups(results):
+        groups = entry["groups"]
+        ticks = list(range(len(groups)))
+        for pair, values in entry["pairs"].items():
+            cosine.plot(ticks, values["cosine"], marker=".", label=pair)
+            conflict.plot(ticks, [100 * v for v in values["sign_conflict"]], marker=".", label=pair)
+        labels = ["emb" if g == "embeddings" else g for g in groups]
+        step = max(1, len(groups) // 12)
+        for axis in (cosine, conflict):
+            axis.set_xticks(ticks[::step], labels[::step], fontsize=7)
+            axis.set_xlabel("layer (emb: embeddings and head; other: final norm)")
+    cosine.axhline(0.0, color="gray", linewidth=0.8)
+    conflict.axhline(50.0, color="gray", linewidth=0.8, linestyle=":", label="chance (50%)")
+    cosine.set_ylabel("cosine(τ_a, τ_b)")
+    cosine.set_title("task vectors: cosine similarity per layer")
+    conflict.set_ylabel("sign conflicts (% of entries both change)")
+    conflict.set_title("task vectors: sign conflicts per layer")
+    for axis in (cosine, conflict):
+        axis.legend(fontsize=7)
+    return figure
+
+
 def all_plots(results: Results) -> dict[str, bytes]:
     """``{file name: PNG bytes}``."""
     plots = {
@@ -262,4 +289,6 @@ def all_plots(results: Results) -> dict[str, bytes]:
     }
     if safety_skills(results):
         plots["safety-frontier.png"] = _png(safety_frontier_figure(results))
+    if results.overlaps:
+        plots["overlap.png"] = _png(overlap_figure(results))
     return plots

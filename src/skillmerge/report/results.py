@@ -131,6 +131,9 @@ class Results:
     training: list[TrainRow]
     failures: list[Failure]
     skill_scores: dict[str, str]
+    # Per multi-skill merge: {"id", "merge", "rule", "skills", "groups", "pairs", "norms"} — the per-layer
+    # cosine and sign-conflict rate of its task vectors (skillmerge.merge.overlap), when its step recorded it.
+    overlaps: list[dict[str, Any]] = field(default_factory=list)
 
     def test_rows(self) -> list[EvalRow]:
         return [r for r in self.evals if r.split == "test"]
@@ -158,7 +161,8 @@ class Results:
         ]
         training = [TrainRow(**{**row, "cost": Cost(**row["cost"])}) for row in data["training"]]
         failures = [Failure(**row) for row in data["failures"]]
-        return cls(data["run"], evals, training, failures, dict(data["skill_scores"]))
+        overlaps = list(data.get("overlaps") or [])
+        return cls(data["run"], evals, training, failures, dict(data["skill_scores"]), overlaps)
 
 
 def collect(run_dir: str | Path, skill_scores: dict[str, str] | None = None) -> Results:
@@ -203,7 +207,22 @@ def collect(run_dir: str | Path, skill_scores: dict[str, str] | None = None) -> 
     training = [_train_row(m) for m in manifests.values() if m["kind"] == "train"]
     evals = [_eval_row(m, manifests) for m in manifests.values() if m["kind"] == "eval"]
     scores = _skill_scores(evals, skill_scores or run.get("skill_scores") or {})
-    return Results(run, evals, training, failures, scores)
+    overlaps = [
+        _overlap(m) for m in manifests.values() if m["kind"] == "merge" and "overlap" in m.get("result", {})
+    ]
+    return Results(run, evals, training, failures, scores, overlaps)
+
+
+def _overlap(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A multi-skill merge's task-vector overlap with the merge it belongs to."""
+    config = manifest.get("config", {})
+    return {
+        "id": manifest["id"],
+        "merge": config.get("merge"),
+        "rule": config.get("omega_rule"),
+        "skills": list(config.get("skills") or []),
+        **manifest["result"]["overlap"],
+    }
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -327,6 +327,42 @@ def interference_table(results: Results) -> Table:
     return Table("Pairwise interference", columns, rows, notes)
 
 
+def overlap_groups(results: Results) -> list[dict[str, Any]]:
+    """One overlap record per group of skills (the raw task vectors are the same for every merge method and
+    ω rule of a group, so the first merge's record stands for all)."""
+    seen: dict[tuple[str, ...], dict[str, Any]] = {}
+    for entry in sorted(results.overlaps, key=lambda e: e["id"]):
+        seen.setdefault(tuple(entry["skills"]), entry)
+    return [seen[key] for key in sorted(seen, key=lambda k: (len(k), k))]
+
+
+def overlap_table(results: Results) -> Table:
+    """Per pair of task vectors: cosine and sign-conflict rate over the whole model and their layer range."""
+    columns = ["Pair", "Cosine (whole model)", "Cosine per layer (min … max)", "Sign conflicts", "Per layer"]
+    rows: list[list[str]] = []
+    for entry in overlap_groups(results):
+        layers = [i for i, g in enumerate(entry["groups"]) if g.isdigit()]
+        for pair, values in entry["pairs"].items():
+            cos = [values["cosine"][i] for i in layers] or values["cosine"]
+            sign = [values["sign_conflict"][i] for i in layers] or values["sign_conflict"]
+            rows.append(
+                [
+                    pair,
+                    f"{values['overall']['cosine']:.3f}",
+                    f"{min(cos):.3f} … {max(cos):.3f}",
+                    f"{100 * values['overall']['sign_conflict']:.1f}%",
+                    f"{100 * min(sign):.1f} … {100 * max(sign):.1f}%",
+                ]
+            )
+    notes = [
+        "Task vectors τ = θ_D − θ_base (each skill's largest size, before any TIES/DARE sparsification). "
+        "Sign conflicts: entries where both vectors are non-zero and point opposite ways, of all entries "
+        "where both are non-zero (0.5 = no agreement beyond chance). Per layer: the transformer layers; "
+        "the plot overlap.png shows every layer."
+    ]
+    return Table("Task-vector overlap (interference, per pair)", columns, rows, notes)
+
+
 def all_skills_table(results: Results) -> Table:
     """The all-skills merge(s) vs the best RT and CFT per skill, on general and every skill's score."""
     skills = sorted(results.skill_scores)
@@ -443,6 +479,8 @@ def all_tables(results: Results) -> list[Table]:
         tables.append(refusal_table(results))
     if len(results.skill_scores) > 1:
         tables += [all_skills_table(results), interference_table(results)]
+        if results.overlaps:
+            tables.append(overlap_table(results))
     if results.failures:
         tables.append(failures_table(results))
     return tables
