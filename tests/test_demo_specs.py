@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import save_file
 
 from model_factory import PLAN_CONFIG
-from skillmerge.demo import WORLD_SIZES, results_record, shared_replay, write_data_inputs
+from skillmerge.demo import SHARED_REPLAY, WORLD_SIZES, results_record, shared_replay, write_data_inputs
 from skillmerge.experiment.dag import expand
 from skillmerge.experiment.estimate import plan_text
 from skillmerge.experiment.spec import load_spec
@@ -49,10 +50,14 @@ def _inputs(root: Path, spec_name: str) -> Path:
         (
             "demo_spec_full.yaml",
             {
-                "train/cft_replay/science/cap192/seed0",
-                "merge/ptm/ties/safety/cap48/seed0/w0.25",
+                "train/cft_replay/science/cap128/seed0",
+                "train/rt/safety/cap16/seed0",
+                "merge/ptm/ties/safety/cap16/seed0/w0.5",
+                "merge/ptm/dare_ties/science/cap128/seed0/w1.5",
+                "merge/ptm/wise_ft/science/cap16/seed0/w1",
                 "merge/multi/task_arithmetic/safety+science/validation",
-                "eval-validation/ptm/task_arithmetic/science/cap96/seed0/w0.75",
+                "merge/multi/ties/safety+science/heuristic",
+                "eval-validation/ptm/task_arithmetic/science/cap16/seed0/w1",
             },
         ),
     ],
@@ -144,3 +149,15 @@ def test_the_machine_probe_reports_matmul_speed_and_threads() -> None:
     assert probe["seconds"] >= 0.2
     with pytest.raises(ValueError, match="seconds and size must be positive"):
         matmul_gflops(seconds=0)
+
+
+def test_full_demo_general_mix_is_ten_times_the_largest_skill_sample() -> None:
+    """The paper's ratio (|G| ≫ |D|) that F3 depends on: θ_G's records ≥ 10× any skill's largest sample
+    (per-task caps × the skill's tasks, plus the shared replay)."""
+    spec = yaml.safe_load(resources.files("skillmerge").joinpath("demo_spec_full.yaml").read_text())
+    tasks = {"safety": 2, "science": 1}  # safety: harmful + look-alike records; science: passages
+    general = WORLD_SIZES[True]["general"] + 95  # + the anchors
+    for skill in spec["data"]["skills"]:
+        largest = max(skill["sizes"]["caps"]) * tasks[skill["name"]] + SHARED_REPLAY[True]
+        assert general >= 10 * largest, (skill["name"], general, largest)
+        assert WORLD_SIZES[True][skill["name"]] >= max(skill["sizes"]["caps"]) * tasks[skill["name"]]
