@@ -2,7 +2,8 @@
 #   make demo    create .venv if needed, install, run the paper's experiment on SmolLM2 + the skill world
 #                (9–14 min measured on 2 CPU cores; wall time, GFLOP/s, findings → benchmarks/results/demo.json)
 #   make test    install if needed, run the whole test suite (CI runs exactly this)
-#   make bench   run every benchmark in benchmarks/ (results in benchmarks/results/*.json)
+#   make bench   run every benchmark in benchmarks/ (results in benchmarks/results/*.json), then the
+#                mergekit parity tests against mergekit 0.1.5 in its own venv
 #   make lint    ruff check + format check
 # Override the torch build with e.g. `make test TORCH_SPEC="torch==2.9.1"` or use an existing env with
 # `make test VENV=/path/to/venv`.
@@ -44,8 +45,11 @@ test: $(STAMP)
 	$(PY) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
+# The mergekit parity tests run last: merge_vs_mergekit.py has built mergekit's own venv by then (without it
+# they skip, as in `make test`).
 bench: $(STAMP)
 	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script; done
+	$(PY) -m pytest -q tests/test_mergekit_parity.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

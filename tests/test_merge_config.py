@@ -126,7 +126,7 @@ def test_mergekit_filter_conditions_become_overrides() -> None:
             ["models.0.parameters.weight", "gradients"],
         ),
         ("merge_method: linear\nmodels: [{model: a+lora/x}]\n", ["model+lora"]),
-        ("merge_method: model_stock\nmodels: [{model: a}]\n", ["merge_method", "'model_stock'"]),
+        ("merge_method: arcee_fusion\nmodels: [{model: a}]\n", ["merge_method", "'arcee_fusion'"]),
         ("merge_method: linear\nmodels: [{model: a}]\nchat_template: chatml\n", ["chat_template", "chatml"]),
     ],
 )

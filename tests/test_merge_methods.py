@@ -169,10 +169,26 @@ def parts(inputs: TensorInputs):
 # ---------------------------------------------------------------- registry and parameters
 
 
+# Methods added for mergekit parity (tests/test_merge_methods_more.py); kept out of BUILTIN, whose loops below
+# assume the task-arithmetic family's parameters (a base, λ).
+MERGEKIT_ONLY = {
+    "della",
+    "della_linear",
+    "model_stock",
+    "sce",
+    "nuslerp",
+    "multislerp",
+    "karcher",
+    "nearswap",
+}
+MERGEKIT_ONLY |= {"passthrough"}
+
+
 def test_importing_the_package_registers_every_builtin_method():
-    assert {m.name for m in list_methods()} == BUILTIN
-    assert [m.name for m in list_methods()] == sorted(BUILTIN)
-    for name in BUILTIN:
+    everything = BUILTIN | MERGEKIT_ONLY
+    assert {m.name for m in list_methods()} == everything
+    assert [m.name for m in list_methods()] == sorted(everything)
+    for name in everything:
         method = get_method(name)
         assert method.name == name and callable(method.fn) and method.formula.startswith("θ = ")
 
@@ -621,10 +637,12 @@ def test_the_task_arithmetic_family_is_one_table_of_registered_methods():
         "dare_ties",
         "breadcrumbs",
         "breadcrumbs_ties",
+        "della",
+        "della_linear",
     ]
     for variant in FAMILY:
         method = get_method(variant.name)
         assert method.fn == variant.merge and method.formula == variant.formula
         assert method.params is variant.params and method.model_params is variant.model_params
         assert method.elementwise == (variant.sparsify is None) and method.needs_base
-    assert [v.consensus for v in FAMILY] == [False, True, False, True, False, True]
+    assert [v.consensus for v in FAMILY] == [False, True, False, True, False, True, True, False]

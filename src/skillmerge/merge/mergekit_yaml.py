@@ -1,6 +1,8 @@
 """Accept mergekit's YAML for the methods both tools share, translated into our :class:`MergeConfig` form.
 
-Supported: ``merge_method`` (linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, slerp),
+Supported: ``merge_method`` (linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs,
+breadcrumbs_ties, della, della_linear, sce, model_stock, slerp, nuslerp, multislerp, karcher, nearswap,
+passthrough with one model),
 ``base_model``, ``models[].model``, ``models[].parameters`` (``weight`` and per-model keys such as
 ``density``, ``gamma``), top-level ``parameters`` (``normalize``, ``lambda``, ``t``, ... and per-model
 defaults), ``dtype`` / ``out_dtype``, ``tokenizer_source`` / ``tokenizer.source`` and ``chat_template``
@@ -11,8 +13,11 @@ last winning, so the conditions are emitted in reverse.
 Refused with one line: ``slices``, ``modules``, gradients (a list of numbers across layers), ``model+lora``
 references, mergekit's built-in chat template names and methods outside the shared set.
 
-mergekit's per-method defaults for ``normalize`` (and DARE's ``rescale``) are filled in when our method has
-that parameter and the YAML leaves it out, so the same YAML means the same merge in both tools.
+mergekit's per-method defaults for ``normalize`` (and DARE's and DELLA's ``rescale``, with mergekit's L1
+rescale) are filled in when our method has that parameter and the YAML leaves it out, so the same YAML
+means the same merge in both tools. ``base_model`` is ignored by linear, karcher and passthrough (as in
+mergekit: a base listed among ``models`` is then an ordinary input); every other method takes it as θ_base
+and leaves it out of ``models``.
 """
 
 from __future__ import annotations
@@ -24,17 +29,29 @@ from typing import Any
 from skillmerge.errors import UsageError
 from skillmerge.merge.params import field_names
 
-SUPPORTED = ("linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs", "slerp")
+# methods for which mergekit ignores base_model: it is neither θ_base nor dropped from the inputs
+_BASE_IGNORED = ("linear", "karcher", "passthrough")
 # mergekit's defaults when the YAML does not set them (see its method registry).
 MERGEKIT_DEFAULTS: dict[str, dict[str, Any]] = {
     "linear": {"normalize": True},
     "task_arithmetic": {"normalize": False},
     "ties": {"normalize": True},
-    "dare_linear": {"normalize": False, "rescale": True},
-    "dare_ties": {"normalize": False, "rescale": True},
+    "dare_linear": {"normalize": False, "rescale": True, "rescale_norm": "l1"},
+    "dare_ties": {"normalize": False, "rescale": True, "rescale_norm": "l1"},
     "breadcrumbs": {"normalize": False},
+    "breadcrumbs_ties": {"normalize": False},
+    "della": {"normalize": True, "rescale": True, "rescale_norm": "l1"},
+    "della_linear": {"normalize": False, "rescale": True, "rescale_norm": "l1"},
+    "sce": {"select_topk": 1.0},
+    "model_stock": {"filter_wise": False},
     "slerp": {},
+    "nuslerp": {"nuslerp_flatten": True, "nuslerp_row_wise": False},
+    "multislerp": {"normalize_weights": True, "eps": 1e-8},
+    "karcher": {"max_iter": 10, "tol": 1e-5},
+    "nearswap": {},
+    "passthrough": {},
 }
+SUPPORTED = tuple(MERGEKIT_DEFAULTS)
 _KNOWN_KEYS = {
     "merge_method", "base_model", "models", "parameters", "dtype", "out_dtype", "tokenizer_source",
     "tokenizer", "chat_template", "slices", "modules",
@@ -96,7 +113,7 @@ def from_mergekit(data: dict[str, Any], source: str | Path = "<config>") -> dict
         if extra:
             raise refuse(f"models.{i}.{sorted(extra)[0]}", "unknown key")
         path = _model_ref(entry["model"], f"models.{i}.model", refuse)
-        if base is not None and path == base and method not in ("linear", "slerp"):
+        if base is not None and path == base and method not in (*_BASE_IGNORED, "slerp"):
             continue  # mergekit leaves the base out of the task vectors
         item: dict[str, Any] = {"model": path}
         params = dict(entry.get("parameters") or {})
@@ -123,7 +140,7 @@ def from_mergekit(data: dict[str, Any], source: str | Path = "<config>") -> dict
         if len(others) != 1:
             raise UsageError(f"{source}: models: slerp takes base_model and exactly one other model")
         config["models"] = [{"model": base}, {"model": others[0]["model"]}]
-    elif method != "linear" and base is not None:
+    elif method not in _BASE_IGNORED and base is not None:
         config["base_model"] = base
     from skillmerge.merge.methods import get_method
 

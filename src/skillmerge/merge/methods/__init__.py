@@ -1,9 +1,11 @@
 """The registry of merge methods, and validation of their parameters into one-line errors.
 
 Importing this package registers the built-in methods: ``linear``, ``task_arithmetic``, ``wise_ft``,
-``ties``, ``dare_linear``, ``dare_ties``, ``breadcrumbs``, ``breadcrumbs_ties`` and ``slerp``. A new method
-is a module exporting ``METHODS`` (or any :class:`MergeMethod`) passed to :func:`register`; the
-task-arithmetic family (task arithmetic, TIES, DARE, breadcrumbs) is one table in :mod:`.family`.
+``ties``, ``dare_linear``, ``dare_ties``, ``breadcrumbs``, ``breadcrumbs_ties``, ``della``,
+``della_linear``, ``slerp``, ``nuslerp``, ``multislerp``, ``karcher``, ``model_stock``, ``sce``,
+``nearswap`` and ``passthrough``. A new method is a module exporting ``METHODS`` (or any
+:class:`MergeMethod`) passed to :func:`register`; the task-arithmetic family (task arithmetic, TIES, DARE,
+breadcrumbs, DELLA) is one table in :mod:`.family`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,19 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from skillmerge.errors import UsageError
-from skillmerge.merge.methods import family, linear, slerp, wise_ft
+from skillmerge.merge.methods import (
+    family,
+    karcher,
+    linear,
+    model_stock,
+    multislerp,
+    nearswap,
+    nuslerp,
+    passthrough,
+    sce,
+    slerp,
+    wise_ft,
+)
 from skillmerge.merge.methods.base import MergeMethod, TensorInputs
 from skillmerge.merge.params import MethodParams, ModelParams, Number, validate_params
 
@@ -78,6 +92,18 @@ def parse_weight(value: object, where: str) -> float:
         raise UsageError(f"{where}: weight: must be a finite number (got {value!r})") from None
 
 
-for _module in (linear, family, wise_ft, slerp):
+for _module in (
+    linear,
+    family,
+    wise_ft,
+    slerp,
+    nuslerp,
+    multislerp,
+    karcher,
+    model_stock,
+    sce,
+    nearswap,
+    passthrough,
+):
     for _method in _module.METHODS:
         register(_method)

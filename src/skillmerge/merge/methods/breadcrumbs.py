@@ -6,7 +6,7 @@
 
 Per model: ``density`` (default 1: keep everything, γ ignored) and ``gamma`` (default 0.01), as mergekit;
 when γ + density > 1, fewer outliers are dropped so the density is met. Defaults: normalize = False,
-rescale = False, λ = 1. Difference from mergekit: where ⌊γ·n⌋ = 0 the band is kept (mergekit zeroes the
+rescale = False, λ = 1. Where ⌊γ·n⌋ = 0 the band is kept, as in mergekit 0.1.5 (older mergekit zeroed the
 whole task vector of such small tensors; see ``sparsify``). Registered from the table in :mod:`.family`.
 """
 

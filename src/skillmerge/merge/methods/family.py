@@ -14,6 +14,8 @@ Each row below is one registered method. Per tensor, every variant computes (see
     dare_ties         Bernoulli(density) drop         (dare)     yes        False      True
     breadcrumbs       magnitude band (γ, density)   (breadcrumbs) no        False      False
     breadcrumbs_ties  magnitude band (γ, density)   (breadcrumbs) yes       False      False
+    della             rank-graded Bernoulli (density ± ε) (della)  yes    True       True (l1)
+    della_linear      rank-graded Bernoulli (density ± ε) (della)  no     False      True (l1)
 
 Defaults are mergekit's. A new variant is one more row: a sparsifier, a consensus flag and its schemas.
 """
@@ -28,6 +30,12 @@ import torch
 from skillmerge.merge.methods.base import MergeMethod, TensorInputs
 from skillmerge.merge.methods.breadcrumbs import BreadcrumbsModelParams, BreadcrumbsParams, keep_band
 from skillmerge.merge.methods.dare import DareParams, drop_at_random
+from skillmerge.merge.methods.della import (
+    DellaLinearParams,
+    DellaModelParams,
+    DellaParams,
+    magnitude_sample,
+)
 from skillmerge.merge.methods.sparsify import DensityParams
 from skillmerge.merge.methods.task_arithmetic import (
     GeneralizedParams,
@@ -61,7 +69,7 @@ class Variant:
         deltas = task_vectors(inputs)
         if self.sparsify is not None:
             models = per_model_params(inputs, self.model_params)
-            # model order: DARE's masks are drawn from rng one model after another
+            # model order: DARE's and DELLA's masks are drawn from rng one model after another
             deltas = [self.sparsify(d, m, params, rng) for d, m in zip(deltas, models, strict=True)]
         return combine_task_vectors(
             base,
@@ -133,6 +141,22 @@ FAMILY: tuple[Variant, ...] = (
         BreadcrumbsParams,
         BreadcrumbsModelParams,
         "θ = θ_base + λ·TIES-consensus sum of band_γ,density(τ_i)",
+    ),
+    Variant(
+        "della",
+        magnitude_sample,
+        True,
+        DellaParams,
+        DellaModelParams,
+        "θ = θ_base + λ·disjoint_mean(Bernoulli(density−ε+2ε·rank/(n−1)) ⊙ τ_i, L1-rescaled)",
+    ),
+    Variant(
+        "della_linear",
+        magnitude_sample,
+        False,
+        DellaLinearParams,
+        DellaModelParams,
+        "θ = θ_base + λ·Σ w_i·(Bernoulli(density−ε+2ε·rank/(n−1)) ⊙ τ_i, L1-rescaled)",
     ),
 )
 

@@ -29,13 +29,18 @@ class SlerpParams(MethodParams):
     t: Number
 
 
-def slerp_tensors(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """slerp(t; a, b) as in the module docstring; fp32 tensors, scalar coefficients in double."""
+def slerp_tensors(
+    t: float, a: torch.Tensor, b: torch.Tensor, colinear_dot: float = COLINEAR_DOT
+) -> torch.Tensor:
+    """slerp(t; a, b) as in the module docstring; fp32 tensors, scalar coefficients in double.
+
+    ``colinear_dot`` is the |cos Ω| above which lerp is used (nuslerp passes a tighter one).
+    """
     norm_a = float(torch.linalg.vector_norm(a))
     norm_b = float(torch.linalg.vector_norm(b))
     dot = float(torch.dot(a.reshape(-1), b.reshape(-1)))
     cos = dot / ((norm_a if norm_a > NORM_EPS else 1.0) * (norm_b if norm_b > NORM_EPS else 1.0))
-    if abs(cos) > COLINEAR_DOT:
+    if abs(cos) > colinear_dot:
         return (1 - t) * a + t * b
     omega = math.acos(max(-1.0, min(1.0, cos)))
     sin_omega = math.sin(omega)

@@ -7,11 +7,11 @@ Semantics follow mergekit's ``sparsify`` and ``get_mask``, with these deliberate
 
 - ``magnitude`` keeps ⌊density·n⌋ entries; when that is 0 the whole task vector is dropped (mergekit
   stops with an assertion).
-- ``outlier_band`` (breadcrumbs) with ⌊γ·n⌋ = 0 removes no outliers and keeps the band; mergekit's slice
-  ``[n_bot:-0]`` is empty there, so it drops the whole task vector of every tensor with fewer than 1/γ
-  entries (norm weights and biases, at the default γ = 0.01).
-- ``rescale`` defaults to DARE's 1/density; current mergekit rescales to match the L1 norm instead, which
-  ``rescale_norm="l1"`` selects.
+- ``outlier_band`` (breadcrumbs) with ⌊γ·n⌋ = 0 removes no outliers and keeps the band, as mergekit 0.1.5
+  does (older mergekit's slice ``[n_bot:-0]`` was empty there and dropped the whole task vector of every
+  tensor with fewer than 1/γ entries).
+- ``rescale`` defaults to DARE's 1/density; mergekit (0.1.5 included) rescales to match the L1 norm
+  instead, which ``rescale_norm="l1"`` selects (a mergekit YAML gets it, see ``mergekit_yaml``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,247 @@
+"""Every merge method against mergekit 0.1.5 itself: the same mergekit YAML, tiny random Llamas, fp32, CPU.
+
+Deterministic methods must agree to 1e-6 relative (max |ours − mergekit| / max |mergekit|, per tensor).
+Methods that drop entries at random (DARE, DELLA) draw from different RNGs in the two tools, so they are
+compared exactly where no entry is dropped (density 1) and by distribution otherwise: the fraction kept,
+the per-tensor rescale of the survivors, and (DELLA) how the keep rate grows with magnitude rank.
+
+mergekit runs from its own venv (never ours), built by ``python benchmarks/merge_vs_mergekit.py``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / "build" / "bench" / "mergekit-venv"
+MERGEKIT = VENV / "bin" / "mergekit-yaml"
+if not MERGEKIT.exists():
+    pytest.skip(
+        f"mergekit venv not found at {VENV}; `make bench` / python benchmarks/merge_vs_mergekit.py builds it",
+        allow_module_level=True,
+    )
+
+from model_factory import tiny_llama  # noqa: E402
+from skillmerge.merge import run  # noqa: E402
+from skillmerge.models.io import save_model  # noqa: E402
+from skillmerge.models.shards import TensorReader  # noqa: E402
+
+RTOL = 1e-6
+Tensors = dict[str, torch.Tensor]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """θ_base and three fine-tune stand-ins: base + a shared direction + their own noise (fp32, untied)."""
+    root = tmp_path_factory.mktemp("parity-models")
+    base = tiny_llama(tie=False, seed=0)
+    paths = {"base": save_model(base, None, root / "base")}
+    state = {k: v.clone() for k, v in base.state_dict().items()}
+    gen = torch.Generator().manual_seed(1)
+    shared = {k: torch.randn(v.shape, generator=gen) for k, v in state.items()}
+    for k in (1, 2, 3):
+        model = tiny_llama(tie=False, seed=0)
+        tuned = {
+            name: value + 0.02 * shared[name] + 0.02 * torch.randn(value.shape, generator=gen)
+            for name, value in state.items()
+        }
+        model.load_state_dict(tuned)
+        paths[f"m{k}"] = save_model(model, None, root / f"m{k}")
+    return paths
+
+
+def read(model_dir: Path) -> Tensors:
+    with TensorReader(model_dir) as reader:
+        return {name: reader.get(name).float() for name in reader.names()}
+
+
+def merge_both(tmp_path: Path, yaml_text: str, models: dict[str, Path]) -> tuple[Tensors, Tensors]:
+    """Run the YAML (``{base}``, ``{m1}``, … filled in) through skillmerge and mergekit; both outputs."""
+    config = tmp_path / "merge.yaml"
+    for key, path in models.items():
+        yaml_text = yaml_text.replace("{" + key + "}", str(path))
+    config.write_text(yaml_text)
+    run(config, tmp_path / "ours", progress=False)
+    done = subprocess.run(
+        [str(MERGEKIT), str(config), str(tmp_path / "mergekit"), "--quiet", "--no-copy-tokenizer", "-j", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"mergekit-yaml failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    ours, theirs = read(tmp_path / "ours"), read(tmp_path / "mergekit")
+    assert set(ours) == set(theirs), sorted(set(ours) ^ set(theirs))
+    return ours, theirs
+
+
+def relative_differences(ours: Tensors, theirs: Tensors) -> dict[str, float]:
+    """max |ours − mergekit| / max |mergekit| per tensor."""
+    return {
+        name: float((ours[name] - theirs[name]).abs().max() / theirs[name].abs().max().clamp_min(1e-30))
+        for name in theirs
+    }
+
+
+def assert_same(ours: Tensors, theirs: Tensors) -> None:
+    diffs = relative_differences(ours, theirs)
+    worst = max(diffs, key=diffs.__getitem__)
+    assert diffs[worst] <= RTOL, f"{worst}: relative difference {diffs[worst]:.3g} > {RTOL}"
+
+
+def yaml(method: str, models: str, base: str | None = None, parameters: dict[str, Any] | None = None) -> str:
+    lines = [f"merge_method: {method}"]
+    if base is not None:
+        lines.append(f"base_model: {base}")
+    lines += ["models:", models.strip("\n")]
+    if parameters:
+        lines.append("parameters: {" + ", ".join(f"{k}: {v}" for k, v in parameters.items()) + "}")
+    lines.append("dtype: float32")
+    return "\n".join(lines) + "\n"
+
+
+def two(a: str = "0.3", b: str = "0.7", extra: str = "") -> str:
+    return (
+        f"  - model: '{{m1}}'\n    parameters: {{weight: {a}{extra}}}\n"
+        f"  - model: '{{m2}}'\n    parameters: {{weight: {b}{extra}}}\n"
+    )
+
+
+THREE = "  - model: '{m1}'\n  - model: '{m2}'\n  - model: '{m3}'\n"
+THREE_WEIGHTED = (
+    "  - model: '{m1}'\n    parameters: {weight: 0.2}\n"
+    "  - model: '{m2}'\n    parameters: {weight: 1.3}\n"
+    "  - model: '{m3}'\n    parameters: {weight: 0.6}\n"
+)
+WITH_BASE = "  - model: '{base}'\n"
+
+EXACT: dict[str, str] = {
+    "linear": yaml("linear", two()),
+    "task_arithmetic": yaml("task_arithmetic", two("0.5", "0.3"), "'{base}'", {"lambda": 0.9}),
+    "ties": yaml("ties", two("0.6", "0.4", ", density: 0.5"), "'{base}'"),
+    "breadcrumbs": yaml("breadcrumbs", two("0.6", "0.4", ", density: 0.8, gamma: 0.05"), "'{base}'"),
+    "breadcrumbs_ties": yaml(
+        "breadcrumbs_ties", two("0.6", "0.4", ", density: 0.8, gamma: 0.05"), "'{base}'"
+    ),
+    "slerp": yaml("slerp", WITH_BASE + "  - model: '{m1}'\n", "'{base}'", {"t": 0.3}),
+    "dare_linear_density_1": yaml("dare_linear", two("0.6", "0.4"), "'{base}'"),
+    "dare_ties_density_1": yaml("dare_ties", two("0.6", "0.4"), "'{base}'", {"normalize": "true"}),
+    "della_density_1": yaml("della", two("0.6", "0.4", ", density: 1.0"), "'{base}'", {"lambda": 1.1}),
+    "della_linear_density_1": yaml("della_linear", two("0.6", "0.4"), "'{base}'"),
+    "model_stock": yaml("model_stock", WITH_BASE + THREE, "'{base}'"),
+    "model_stock_filter_wise": yaml("model_stock", THREE, "'{base}'", {"filter_wise": "true"}),
+    "sce": yaml("sce", THREE, "'{base}'", {"select_topk": 0.5}),
+    "sce_no_select": yaml("sce", THREE, "'{base}'"),
+    "nuslerp": yaml("nuslerp", two("0.3", "0.5")),
+    "nuslerp_with_base": yaml("nuslerp", two("0.3", "0.5"), "'{base}'"),
+    "nuslerp_rows": yaml("nuslerp", two("1.0", "2.0"), None, {"nuslerp_flatten": "false"}),
+    "nuslerp_columns": yaml(
+        "nuslerp", two("1.0", "2.0"), None, {"nuslerp_flatten": "false", "nuslerp_row_wise": "true"}
+    ),
+    "multislerp": yaml("multislerp", THREE_WEIGHTED),
+    "multislerp_with_base": yaml("multislerp", THREE_WEIGHTED, "'{base}'", {"normalize_weights": "false"}),
+    "karcher": yaml("karcher", THREE),
+    "karcher_one_step": yaml("karcher", THREE, None, {"max_iter": 1, "tol": 1e-9}),
+    "nearswap": yaml("nearswap", WITH_BASE + "  - model: '{m1}'\n", "'{base}'", {"t": 0.01}),
+    "passthrough": yaml(
+        "passthrough",
+        "  - model: '{m1}'\n    parameters: {scale: [{filter: o_proj, value: 0.5}, {value: 1.0}]}\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXACT))
+def test_matches_mergekit_exactly(case: str, tmp_path: Path, models: dict[str, Path]) -> None:
+    ours, theirs = merge_both(tmp_path, EXACT[case], models)
+    assert_same(ours, theirs)
+    if case == "passthrough":  # the filter took effect in both
+        name = "model.layers.0.self_attn.o_proj.weight"
+        source = read(models["m1"])[name]
+        assert torch.allclose(ours[name], 0.5 * source)
+
+
+# ---------------------------------------------------------------- random drops: by distribution
+
+
+def kept_and_scale(
+    out: Tensors, base: Tensors, model: Tensors
+) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """Per tensor: the mask of entries that moved, and the survivors' rescale relative to L1 matching.
+
+    With one model at weight 1, out − base = c·(m ⊙ τ); the second value per tensor is c divided by
+    ‖τ‖₁/‖m ⊙ τ‖₁ (1 when the tool rescales to the L1 norm, as mergekit 0.1.5 does).
+    """
+    masks, ratios = {}, []
+    for name, merged in out.items():
+        tau = model[name] - base[name]
+        moved = merged - base[name]
+        kept = moved != 0
+        masks[name] = kept
+        if int(kept.sum()) == 0:
+            continue
+        scale = float((moved[kept] / tau[kept]).median())
+        # one c per tensor, up to the rounding of base + c·τ (relative to the merged values, not to τ)
+        assert float((moved - scale * tau * kept).abs().max()) <= 1e-6 * float(merged.abs().max()), name
+        l1 = float(tau.abs().sum() / (tau.abs() * kept).sum())
+        ratios.append(scale / l1)
+    return masks, ratios
+
+
+def kept_fraction(masks: dict[str, torch.Tensor]) -> float:
+    return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+
+
+def rank_bucket_rates(masks: dict[str, torch.Tensor], base: Tensors, model: Tensors) -> tuple[float, float]:
+    """Keep rate of the smallest and of the largest quarter of |τ| within each row (2-D tensors)."""
+    low = high = low_n = high_n = 0
+    for name, kept in masks.items():
+        if kept.dim() != 2:
+            continue
+        tau = (model[name] - base[name]).abs()
+        ranks = tau.argsort(dim=-1).argsort(dim=-1)
+        quarter = tau.shape[-1] // 4
+        low += int(kept[ranks < quarter].sum())
+        low_n += int((ranks < quarter).sum())
+        high += int(kept[ranks >= tau.shape[-1] - quarter].sum())
+        high_n += int((ranks >= tau.shape[-1] - quarter).sum())
+    return low / low_n, high / high_n
+
+
+@pytest.mark.parametrize("method", ["dare_linear", "dare_ties", "della_linear", "della"])
+def test_random_drops_match_mergekit_in_distribution(
+    method: str, tmp_path: Path, models: dict[str, Path]
+) -> None:
+    extra = ", density: 0.5" + (", epsilon: 0.3" if method.startswith("della") else "")
+    config = yaml(method, f"  - model: '{{m1}}'\n    parameters: {{weight: 1.0{extra}}}\n", "'{base}'")
+    ours, theirs = merge_both(tmp_path, config, models)
+    base, model = read(models["base"]), read(models["m1"])
+    our_masks, our_ratios = kept_and_scale(ours, base, model)
+    their_masks, their_ratios = kept_and_scale(theirs, base, model)
+    assert max(abs(r - 1) for r in their_ratios) < 1e-4  # mergekit: L1 rescale...
+    assert max(abs(r - 1) for r in our_ratios) < 1e-4  # ...and so do we, from its YAML
+    assert abs(kept_fraction(our_masks) - 0.5) < 0.02
+    assert abs(kept_fraction(their_masks) - 0.5) < 0.02
+    if method.startswith("della"):  # keep rate rises with |τ| rank, from 0.2 to 0.8 (ε = 0.3)
+        our_low, our_high = rank_bucket_rates(our_masks, base, model)
+        their_low, their_high = rank_bucket_rates(their_masks, base, model)
+        assert abs(our_low - their_low) < 0.03 and abs(our_high - their_high) < 0.03
+        assert their_high - their_low > 0.3
+
+
+@pytest.mark.parametrize("method", ["dare_ties", "della"])
+def test_random_drops_with_consensus_match_mergekit_in_distribution(
+    method: str, tmp_path: Path, models: dict[str, Path]
+) -> None:
+    extra = ", density: 0.5" + (", epsilon: 0.2" if method == "della" else "")
+    ours, theirs = merge_both(tmp_path, yaml(method, two("0.6", "0.4", extra), "'{base}'"), models)
+    base = read(models["base"])
+    our_moved = torch.cat([(ours[n] - base[n]).reshape(-1) for n in sorted(base)])
+    their_moved = torch.cat([(theirs[n] - base[n]).reshape(-1) for n in sorted(base)])
+    our_rate, their_rate = float((our_moved != 0).float().mean()), float((their_moved != 0).float().mean())
+    assert abs(our_rate - their_rate) < 0.02
+    our_size, their_size = float(our_moved.abs().mean()), float(their_moved.abs().mean())
+    assert abs(our_size / their_size - 1) < 0.05
