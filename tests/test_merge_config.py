@@ -120,10 +120,14 @@ def test_mergekit_filter_conditions_become_overrides() -> None:
 @pytest.mark.parametrize(
     ("text", "fragments"),
     [
-        ("merge_method: ties\nslices: [{sources: []}]\nmodels: [{model: a}]\n", ["slices", "not supported"]),
         (
-            "merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: [0.1, 0.9]}\n",
-            ["models.0.parameters.weight", "gradients"],
+            "merge_method: linear\nmodules: {text: {slices: []}}\nmodels: [{model: a}]\n",
+            ["modules", "not supported"],
+        ),
+        (
+            "merge_method: linear\nmodels:\n  - model: a\n"
+            "    parameters: {weight: [{filter: mlp, value: {x: 1}}]}\n",
+            ["models.0.parameters.weight.0.value", "not supported"],
         ),
         ("merge_method: linear\nmodels: [{model: a+lora/x}]\n", ["model+lora"]),
         ("merge_method: arcee_fusion\nmodels: [{model: a}]\n", ["merge_method", "'arcee_fusion'"]),

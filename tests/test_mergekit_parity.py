@@ -10,6 +10,7 @@ mergekit runs from its own venv (never ours), built by ``python benchmarks/merge
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -245,3 +246,124 @@ def test_random_drops_with_consensus_match_mergekit_in_distribution(
     assert abs(our_rate - their_rate) < 0.02
     our_size, their_size = float(our_moved.abs().mean()), float(their_moved.abs().mean())
     assert abs(our_size / their_size - 1) < 0.05
+
+
+# ---------------------------------------------------------------- gradients, filters, slices
+
+
+@pytest.fixture(scope="module")
+def deep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Like ``models`` with 5 layers, so gradients have interior layers; norms are perturbed too."""
+    root = tmp_path_factory.mktemp("parity-deep")
+    base = tiny_llama(tie=False, seed=0, num_hidden_layers=5)
+    paths = {"base": save_model(base, None, root / "base")}
+    state = {k: v.clone() for k, v in base.state_dict().items()}
+    gen = torch.Generator().manual_seed(2)
+    shared = {k: torch.randn(v.shape, generator=gen) for k, v in state.items()}
+    for k in (1, 2, 3):
+        model = tiny_llama(tie=False, seed=0, num_hidden_layers=5)
+        model.load_state_dict(
+            {n: v + 0.02 * shared[n] + 0.02 * torch.randn(v.shape, generator=gen) for n, v in state.items()}
+        )
+        paths[f"m{k}"] = save_model(model, None, root / f"m{k}")
+    return paths
+
+
+def layer_count(model_dir: Path) -> int:
+    return int(json.loads((model_dir / "config.json").read_text())["num_hidden_layers"])
+
+
+SLICE_SLERP = """merge_method: slerp
+base_model: '{m1}'
+slices:
+  - sources:
+      - {model: '{m1}', layer_range: [0, 5]}
+      - {model: '{m2}', layer_range: [0, 5]}
+parameters:
+  t:
+    - filter: self_attn
+      value: [0, 0.5, 0.3, 0.7, 1]
+    - filter: mlp
+      value: [1, 0.5, 0.7, 0.3, 0]
+    - value: 0.5
+dtype: float32
+"""
+
+SLICE_RANGES = """merge_method: task_arithmetic
+base_model: '{base}'
+slices:
+  - sources:
+      - {model: '{base}', layer_range: [0, 3]}
+      - {model: '{m1}', layer_range: [1, 4], parameters: {weight: [0.2, 1.0]}}
+      - {model: '{m2}', layer_range: [2, 5]}
+    parameters: {weight: [{filter: mlp, value: [1.5, 0.5]}, {value: 0.4}]}
+  - sources:
+      - {model: '{base}', layer_range: [4, 5]}
+      - {model: '{m3}', layer_range: [0, 1], parameters: {weight: [0.3, 0.9]}}
+      - {model: '{m1}', layer_range: [4, 5], parameters: {weight: [{filter: self_attn, value: 2.0}]}}
+    parameters: {lambda: 0.8}
+parameters: {weight: 0.6, lambda: [{filter: o_proj, value: [0.5, 1.5]}, {value: 1.0}]}
+dtype: float32
+"""
+
+FRANKEN = """merge_method: passthrough
+slices:
+  - sources: [{model: '{m1}', layer_range: [0, 3]}]
+  - sources: [{model: '{m2}', layer_range: [1, 4]}]
+  - sources: [{model: '{m3}', layer_range: [4, 5]}]
+dtype: float32
+"""
+
+FILTERS = """merge_method: ties
+base_model: '{base}'
+models:
+  - model: '{m1}'
+    parameters:
+      weight: [{filter: q_proj, value: [2.0, 0.5]}, {value: 0.7}]
+      density: [{filter: mlp, value: [1.0, 0.7, 0.1]}]
+  - model: '{m2}'
+    parameters:
+      weight: [{filter: o_proj, value: [1.0, 0.0]}]
+parameters:
+  weight: [{filter: mlp, value: [0.2, 1.0]}, {filter: self_attn, value: 0.3}, {value: 0.5}]
+  density: [{filter: self_attn, value: [0.3, 0.9]}, {value: 0.8}]
+  lambda: [{filter: up_proj, value: [1.0, 0.5]}, {value: 1.1}]
+dtype: float32
+"""
+
+STRUCTURED: dict[str, str] = {
+    "weight_gradient": yaml(
+        "task_arithmetic",
+        "  - model: '{m1}'\n    parameters: {weight: [0, 0.5, 1]}\n"
+        "  - model: '{m2}'\n    parameters: {weight: [1, 0.2]}\n",
+        "'{base}'",
+    ),
+    "linear_weight_gradient": yaml("linear", two("[0.3, 2, 0.5, 1]", "[1, 0.1]")),
+    "density_gradient": yaml("ties", two("0.6", "0.4", ", density: [1, 0.7, 0.1]"), "'{base}'"),
+    "t_gradient": yaml("slerp", WITH_BASE + "  - model: '{m1}'\n", "'{base}'", {"t": "[0, 0.5, 1]"}),
+    "filters_with_fallback_at_both_levels": FILTERS,
+    "slices_slerp": SLICE_SLERP,
+    "slices_with_ranges_and_levels": SLICE_RANGES,
+    "passthrough_stacking": FRANKEN,
+}
+LAYERS = {"slices_with_ranges_and_levels": 4, "passthrough_stacking": 7}
+
+
+@pytest.mark.parametrize("case", sorted(STRUCTURED))
+def test_gradients_filters_and_slices_match_mergekit(
+    case: str, tmp_path: Path, deep: dict[str, Path]
+) -> None:
+    ours, theirs = merge_both(tmp_path, STRUCTURED[case], deep)
+    assert_same(ours, theirs)
+    assert layer_count(tmp_path / "ours") == layer_count(tmp_path / "mergekit") == LAYERS.get(case, 5)
+
+
+def test_passthrough_stacking_takes_each_layer_from_its_source(tmp_path: Path, deep: dict[str, Path]) -> None:
+    ours, _ = merge_both(tmp_path, FRANKEN, deep)
+    m1, m2, m3 = (read(deep[k]) for k in ("m1", "m2", "m3"))
+    name = "model.layers.{}.mlp.down_proj.weight"
+    for out, (source, index) in enumerate([(m1, 0), (m1, 1), (m1, 2), (m2, 1), (m2, 2), (m2, 3), (m3, 4)]):
+        assert torch.equal(ours[name.format(out)], source[name.format(index)])
+    assert torch.equal(ours["model.embed_tokens.weight"], m1["model.embed_tokens.weight"])  # first slice
+    assert torch.equal(ours["model.norm.weight"], m3["model.norm.weight"])  # last slice
+    assert torch.equal(ours["lm_head.weight"], m3["lm_head.weight"])

@@ -35,7 +35,14 @@ import torch
 from skillmerge.atomic import atomic_dir
 from skillmerge.errors import ModelError
 from skillmerge.merge.methods.base import TensorInputs, task_vector
-from skillmerge.merge.plan import CHUNK_ELEMENTS, PREFETCH_BYTES, InputModel, MergePlan, TensorTask
+from skillmerge.merge.plan import (
+    CHUNK_ELEMENTS,
+    PREFETCH_BYTES,
+    InputModel,
+    MergePlan,
+    TensorTask,
+    format_weight,
+)
 from skillmerge.merge.vectors import lora_delta
 from skillmerge.models.card import render_model_card
 from skillmerge.models.fingerprint import file_fingerprint, fingerprint_from_digests, header_fingerprint
@@ -102,7 +109,7 @@ def _load(plan: MergePlan, task: TensorTask) -> _Loaded:
         assert plan.base.reader is not None
         base = plan.base.reader.get(task.base_source)
     models: list[Any] = []
-    for model, source in zip(plan.models, task.sources, strict=True):
+    for model, source in zip(plan.task_models(task), task.sources, strict=True):
         if model.kind == "lora":
             adapter = model.adapter
             assert adapter is not None
@@ -142,13 +149,14 @@ def merge_tensor(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch.Te
     if not task.merge:  # integer buffers and the like: the reference's value, unchanged
         raw = loaded.base if loaded.base is not None else loaded.models[0]
         return raw.clone()
-    if plan.method.elementwise and all(model.kind == "model" for model in plan.models):
+    task_models = plan.task_models(task)
+    if plan.method.elementwise and all(model.kind == "model" for model in task_models):
         return _merge_chunked(plan, task, loaded, device)
     base = fp32(loaded.base, plan.base) if loaded.base is not None and plan.base is not None else None
     loaded.base = None  # drop raw (e.g. bf16) buffers as soon as their fp32 copy exists
     models: list[torch.Tensor] = []
     deltas: list[torch.Tensor] = []
-    for i, model in enumerate(plan.models):
+    for i, model in enumerate(task_models):
         raw, loaded.models[i] = loaded.models[i], None
         if model.kind == "lora":
             assert base is not None and model.adapter is not None
@@ -199,7 +207,7 @@ def _merge_chunked(plan: MergePlan, task: TensorTask, loaded: _Loaded, device: t
     not checked one by one: any NaN/inf in an input makes these methods' output non-finite, so only a
     non-finite output chunk pays for finding (and naming) the bad input.
     """
-    owners: list[InputModel] = list(plan.models)
+    owners: list[InputModel] = list(plan.task_models(task))
     raws: list[torch.Tensor] = list(loaded.models)
     has_base = loaded.base is not None and plan.base is not None
     if loaded.base is not None and plan.base is not None:
@@ -405,7 +413,7 @@ def _write_weights(
 
 def _copy_side_files(plan: MergePlan, tmp: Path) -> None:
     """config.json (dtype updated), generation config, tokenizer files and the chat template."""
-    config = dict(plan.reference.config)
+    config = plan.output_config
     if plan.config.dtype is not None:
         key = "torch_dtype" if "torch_dtype" in config and "dtype" not in config else "dtype"
         config[key] = plan.config.dtype
@@ -462,7 +470,7 @@ def _input_record(item: InputModel) -> dict[str, Any]:
 
 def _model_card(plan: MergePlan, out_dir: Path) -> str:
     config = plan.config
-    weights = ", ".join(f"{e.label} × {e.weight:g}" for e in config.models)
+    weights = ", ".join(f"{e.label} × {format_weight(e.weight)}" for e in config.models)
     formula = plan.method.formula or plan.method.name
     return render_model_card(
         f"{out_dir.name}: {plan.method.name} merge",

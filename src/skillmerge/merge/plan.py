@@ -13,15 +13,26 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel
 
 from skillmerge.errors import ModelError, UsageError
 from skillmerge.merge.config import MergeConfig
+from skillmerge.merge.gradients import is_gradient
 from skillmerge.merge.methods import get_method
 from skillmerge.merge.methods.base import MergeMethod
+from skillmerge.merge.tensor_tasks import (
+    FLOAT_DTYPES,
+    InputModel,
+    Settings,
+    TensorTask,
+    is_head,
+    layer_positions,
+    numel,
+    resolve_settings,
+    source_name,
+)
 from skillmerge.merge.vectors import LoraAdapter, is_lora_dir, read_lora_adapter
 from skillmerge.models.shards import INDEX_FILE, SINGLE_FILE, TensorReader
 
@@ -31,51 +42,6 @@ from skillmerge.models.shards import INDEX_FILE, SINGLE_FILE, TensorReader
 # noise; and the engine reads ahead at most PREFETCH_BYTES of raw input beyond the next tensor.
 CHUNK_ELEMENTS = 1 << 18
 PREFETCH_BYTES = 256 * 1024**2
-
-# Names under which a tied output head reads the input embedding (first match wins).
-_EMBEDDING_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight", "embed_in.weight")
-_HEAD_SUFFIXES = ("lm_head.weight", "embed_out.weight")
-_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
-
-
-@dataclass
-class InputModel:
-    """One input: an HF model directory (read tensor by tensor) or a LoRA adapter (ΔW on the fly)."""
-
-    role: str  # "base" or "models.<i>"
-    label: str
-    path: Path
-    kind: Literal["model", "lora"]
-    reader: TensorReader | None = None
-    adapter: LoraAdapter | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def tied(self) -> bool:
-        return bool(self.config.get("tie_word_embeddings", False))
-
-    def close(self) -> None:
-        if self.reader is not None:
-            self.reader.close()
-        if self.adapter is not None:
-            self.adapter.close()
-
-
-@dataclass(frozen=True)
-class TensorTask:
-    """What to do for one output tensor: where each input reads it from, weights and parameters."""
-
-    name: str
-    shape: tuple[int, ...]
-    out_dtype: torch.dtype
-    base_source: str | None  # tensor name to read in θ_base (None: no base)
-    sources: tuple[str | None, ...]  # per model: tensor name to read (None for a LoRA entry)
-    weights: tuple[float, ...]
-    model_params: tuple[BaseModel, ...]
-    params: BaseModel
-    merge: bool  # False: a non-float tensor copied from the reference
-    bytes_in: int
-    bytes_out: int
 
 
 @dataclass
@@ -91,6 +57,21 @@ class MergePlan:
     tokenizer_dir: Path
     chat_template_dir: Path
     warnings: list[str] = field(default_factory=list)
+    num_layers: int | None = None  # the output's layer count when slices restack layers
+
+    def task_models(self, task: TensorTask) -> list[InputModel]:
+        """The inputs merged into ``task``, in the order of its sources and weights."""
+        if task.inputs is None:
+            return self.models
+        return [self.models[i] for i in task.inputs]
+
+    @property
+    def output_config(self) -> dict[str, Any]:
+        """The merged model's config.json: the reference's, with the layer count of a sliced merge."""
+        config = dict(self.reference.config)
+        if self.num_layers is not None:
+            config["num_hidden_layers"] = self.num_layers
+        return config
 
     @property
     def bytes_read(self) -> int:
@@ -107,7 +88,7 @@ class MergePlan:
         input for an elementwise method, else the largest tensor in fp32 for every input, its delta, the
         method's temporaries and the output. Output shards are written in place, never held in memory."""
         n = len(self.models)
-        largest = max((_numel(t.shape) for t in self.tensors), default=0)
+        largest = max((numel(t.shape) for t in self.tensors), default=0)
         lora = any(m.kind == "lora" for m in self.models)
         working = min(largest, CHUNK_ELEMENTS) if self.method.elementwise and not lora else largest
         fp32 = working * 4 * (2 * n + 3)
@@ -131,6 +112,8 @@ class MergePlan:
                 {"model": str(m.path), "kind": m.kind, "weight": e.weight}
                 for m, e in zip(self.models, self.config.models, strict=True)
             ],
+            "slices": len(self.config.slices) if self.config.slices else None,
+            "num_layers": self.num_layers,
             "tensors": len(self.tensors),
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
@@ -146,7 +129,9 @@ class MergePlan:
         if self.base is not None:
             lines.append(f"  base   {self.base.path}")
         for model, entry in zip(self.models, self.config.models, strict=True):
-            lines.append(f"  model  {model.path} ({model.kind}, weight {entry.weight:g})")
+            lines.append(f"  model  {model.path} ({model.kind}, weight {format_weight(entry.weight)})")
+        if self.config.slices:
+            lines.append(f"slices: {len(self.config.slices)}, {self.num_layers} output layers")
         lines.append(
             f"tensors: {len(self.tensors)}; read {_gib(self.bytes_read)}, write {_gib(self.bytes_written)}; "
             f"estimated working memory {_gib(self.peak_bytes)}"
@@ -190,10 +175,18 @@ def build_plan(config: MergeConfig) -> MergePlan:
             if item is not reference:
                 _check_architecture(reference, item)
         _check_vocabulary(reference, [m for m in opened if m is not reference and m.kind == "model"])
-        tensors = _plan_tensors(config, method, base, models, reference, warnings)
+        num_layers = None
+        if config.slices is not None:
+            from skillmerge.merge.slices import plan_slices
+
+            tensors, num_layers = plan_slices(config, base, models, reference)
+        else:
+            tensors = _plan_tensors(config, method, base, models, reference, warnings)
         tokenizer_dir = _source_dir(config.tokenizer_source, reference, "tokenizer_source")
         chat_dir = _source_dir(config.chat_template or config.tokenizer_source, reference, "chat_template")
-        return MergePlan(config, method, base, models, reference, tensors, tokenizer_dir, chat_dir, warnings)
+        return MergePlan(
+            config, method, base, models, reference, tensors, tokenizer_dir, chat_dir, warnings, num_layers
+        )
     except BaseException:
         for item in opened:
             item.close()
@@ -298,30 +291,6 @@ def _check_vocabulary(reference: InputModel, others: list[InputModel]) -> None:
         )
 
 
-def _tied_source(names: set[str] | list[str]) -> str | None:
-    for suffix in _EMBEDDING_SUFFIXES:
-        for name in sorted(names):
-            if name.endswith(suffix):
-                return name
-    return None
-
-
-def _is_head(name: str) -> bool:
-    return name.endswith(_HEAD_SUFFIXES)
-
-
-def _source_name(reference: InputModel, model: InputModel, name: str) -> str:
-    """The tensor ``model`` holds for output tensor ``name`` (a tied head reads the embedding)."""
-    assert model.reader is not None
-    if name in model.reader:
-        return name
-    if _is_head(name) and model.tied:
-        source = _tied_source(model.reader.names())
-        if source is not None:
-            return source
-    raise ModelError(f"{model.path}: missing tensor {name} (present in {reference.path})")
-
-
 def _plan_tensors(
     config: MergeConfig,
     method: MergeMethod,
@@ -338,7 +307,7 @@ def _plan_tensors(
             for name in model.reader.names():
                 if name in ref_names:
                     continue
-                if _is_head(name) and reference.tied:
+                if is_head(name) and reference.tied:
                     warnings.append(
                         f"{model.path}: has its own {name} but the output ties it to the embedding"
                     )
@@ -364,9 +333,8 @@ def _plan_tensors(
                         )
 
     out_dtype = getattr(torch, config.dtype) if config.dtype else None
-    base_params = config.method_params()
-    base_model_params = tuple(config.model_params(i) for i in range(len(models)))
-    cache: dict[tuple[int, ...], tuple[tuple[float, ...], tuple[BaseModel, ...], BaseModel]] = {}
+    positions = layer_positions(ref_names)
+    cache: dict[tuple[tuple[int, ...], float], Settings] = {}
     tasks = []
     for name in sorted(ref_names):
         shape = reference.reader.shape(name)
@@ -383,7 +351,7 @@ def _plan_tensors(
                 bytes_in += _lora_bytes(model.adapter, name)
                 continue
             assert model.reader is not None
-            source = _source_name(reference, model, name) if model is not reference else name
+            source = source_name(reference, model, name) if model is not reference else name
             if model.reader.shape(source) != shape:
                 raise ModelError(
                     f"{model.path}: tensor {name} has shape {list(model.reader.shape(source))}, "
@@ -392,13 +360,14 @@ def _plan_tensors(
             sources.append(source)
             other = model.reader.entry(source)
             bytes_in += other.end - other.begin
-        mergeable = entry.dtype in _FLOAT_DTYPES
+        mergeable = entry.dtype in FLOAT_DTYPES
         dtype = out_dtype if (out_dtype is not None and mergeable) else reference.reader.dtype(name)
         matched = tuple(j for j, o in enumerate(config.overrides) if o.matches(name))
-        if matched not in cache:
-            cache[matched] = _resolve(config, matched, base_params, base_model_params)
-        weights, model_params, params = cache[matched]
-        bytes_out = _numel(shape) * torch.empty((), dtype=dtype).element_size()
+        key = (matched, positions.get(name, 0.0))
+        if key not in cache:
+            cache[key] = resolve_settings(config, matched, key[1])
+        weights, model_params, params = cache[key]
+        bytes_out = numel(shape) * torch.empty((), dtype=dtype).element_size()
         tasks.append(
             TensorTask(
                 name,
@@ -415,35 +384,6 @@ def _plan_tensors(
             )
         )
     return tasks
-
-
-def _resolve(
-    config: MergeConfig,
-    matched: tuple[int, ...],
-    base_params: BaseModel,
-    base_model_params: tuple[BaseModel, ...],
-) -> tuple[tuple[float, ...], tuple[BaseModel, ...], BaseModel]:
-    """Weights and parameters for tensors matching the overrides ``matched`` (applied in order)."""
-    weights = [float(e.weight) for e in config.models]
-    if not matched:
-        return tuple(weights), base_model_params, base_params
-    global_extra: dict[str, Any] = {}
-    model_extra: list[dict[str, Any]] = [{} for _ in config.models]
-    for j in matched:
-        override = config.overrides[j]
-        global_keys, model_keys = config.split_override(j)
-        global_extra.update(global_keys)
-        for i, entry in enumerate(config.models):
-            if override.applies_to(entry):
-                if override.weight is not None:
-                    weights[i] = float(override.weight)
-                model_extra[i].update(model_keys)
-    try:
-        params = config.method_params(global_extra)
-        model_params = tuple(config.model_params(i, model_extra[i]) for i in range(len(config.models)))
-    except ValueError as err:
-        raise UsageError(f"overrides: {err}") from None
-    return tuple(weights), model_params, params
 
 
 def _lora_bytes(adapter: LoraAdapter | None, name: str) -> int:
@@ -472,11 +412,11 @@ def _source_dir(source: str, reference: InputModel, field_name: str) -> Path:
     return path
 
 
-def _numel(shape: tuple[int, ...]) -> int:
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count
+def format_weight(weight: Any) -> str:
+    """A weight for a human: ``0.5``, or a gradient ``[0, 0.5, 1]``."""
+    if is_gradient(weight):
+        return "[" + ", ".join(f"{w:g}" for w in weight) + "]"
+    return f"{weight:g}"
 
 
 def _gib(count: int) -> str:
