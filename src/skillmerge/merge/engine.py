@@ -8,7 +8,8 @@ count or tensor order), casts to the output dtype and hands the tensor to a writ
 O(raw bytes of the tensors read ahead + the output tensor), never O(model): the output's shard layout is
 fixed from the plan up front, so each merged tensor is written at its offset straight away. Elementwise
 methods (linear, task_arithmetic, wise_ft) run over cache-sized flat slices, so even a 100M-entry embedding
-never exists as a full fp32 copy.
+never exists as a full fp32 copy; so do streamed methods (TIES, DARE, breadcrumbs, DELLA on the CPU), which
+first read the slices for their per-tensor statistics (top-k thresholds, norms, generator positions).
 
 Everything is written inside :func:`skillmerge.atomic.atomic_dir`: an error at any point (a NaN found in
 tensor 200, a full disk) leaves nothing at the destination.
@@ -34,7 +35,7 @@ import torch
 
 from skillmerge.atomic import atomic_dir
 from skillmerge.errors import ModelError
-from skillmerge.merge.methods.base import TensorInputs, task_vector
+from skillmerge.merge.methods.base import TensorInputs, TensorSlices, task_vector
 from skillmerge.merge.plan import (
     CHUNK_ELEMENTS,
     PREFETCH_BYTES,
@@ -42,7 +43,9 @@ from skillmerge.merge.plan import (
     MergePlan,
     TensorTask,
     format_weight,
+    streams,
 )
+from skillmerge.merge.tensor_tasks import numel
 from skillmerge.merge.vectors import lora_delta
 from skillmerge.models.card import render_model_card
 from skillmerge.models.fingerprint import file_fingerprint, fingerprint_from_digests, header_fingerprint
@@ -150,8 +153,11 @@ def merge_tensor(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch.Te
         raw = loaded.base if loaded.base is not None else loaded.models[0]
         return raw.clone()
     task_models = plan.task_models(task)
-    if plan.method.elementwise and all(model.kind == "model" for model in task_models):
+    full_models = all(model.kind == "model" for model in task_models)
+    if plan.method.elementwise and full_models:
         return _merge_chunked(plan, task, loaded, device)
+    if streams(plan.method, device) and full_models and numel(task.shape) and loaded.base is not None:
+        return _merge_streamed(plan, task, loaded)
     base = fp32(loaded.base, plan.base) if loaded.base is not None and plan.base is not None else None
     loaded.base = None  # drop raw (e.g. bf16) buffers as soon as their fp32 copy exists
     models: list[torch.Tensor] = []
@@ -244,6 +250,58 @@ def _merge_chunked(plan: MergePlan, task: TensorTask, loaded: _Loaded, device: t
             _name_non_finite(owners, raws, task.name)  # an input is bad, or finite inputs overflowed
         flat_out[start:stop].copy_(merged)
     return out
+
+
+def _merge_streamed(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch.Tensor:
+    """A streamed method (TIES, DARE, breadcrumbs, DELLA) over flat slices, written straight into the output.
+
+    Phase 1 (``method.streamed``) reads slices of the inputs for the tensor's statistics; phase 2 merges one
+    slice at a time. Only slices of fp32 operands exist (besides the raw inputs and the output), and the
+    result equals the whole-tensor call (see :class:`MergeMethod`). Inputs are checked for NaN/inf first,
+    slice by slice: phase 1 ranks and sums them.
+    """
+    assert plan.base is not None and loaded.base is not None
+    owners: list[InputModel] = [plan.base, *plan.task_models(task)]
+    raws: list[torch.Tensor] = [loaded.base, *loaded.models]
+    loaded.base, loaded.models = None, [None] * len(loaded.models)
+    chunk = CHUNK_ELEMENTS  # read at call time, so tests can force many small slices
+    flats = [raw.reshape(-1) for raw in raws]
+    for owner, flat in zip(owners, flats, strict=True):
+        _finite_in_slices(flat, owner, task.name, chunk)
+    slices = TensorSlices(
+        name=task.name,
+        shape=task.shape,
+        base_flat=flats[0],
+        model_flats=flats[1:],
+        weights=list(task.weights),
+        model_params=list(task.model_params),
+        slice_elements=chunk,
+    )
+    generator = torch.Generator()
+    generator.manual_seed(tensor_seed(plan.config.seed, task.name))
+    assert plan.method.streamed is not None
+    merge = plan.method.streamed(slices, task.params, generator)
+    out = torch.empty(task.shape, dtype=task.out_dtype)
+    flat_out = out.view(-1)
+    for start, stop in slices.ranges(merge.align):
+        merged = merge.merge(start, stop)
+        if tuple(merged.shape) != (stop - start,):
+            raise ModelError(
+                f"method {plan.method.name} (streamed) returned shape {list(merged.shape)} for a slice of "
+                f"{task.name}, expected {[stop - start]}"
+            )
+        flat_out[start:stop].copy_(merged)
+    return out
+
+
+def _finite_in_slices(flat: torch.Tensor, owner: InputModel, name: str, chunk: int) -> None:
+    """:func:`_finite` over slices of a flat raw input: no whole fp32 copy, the same error."""
+    starts = range(0, flat.numel(), chunk)
+    if all(math.isfinite(float(flat[i : i + chunk].to(torch.float32).sum())) for i in starts):
+        return
+    bad = sum(int((~torch.isfinite(flat[i : i + chunk])).sum()) for i in starts)
+    if bad:
+        raise ModelError(f"{owner.path}: tensor {name} has {bad} non-finite value(s) (NaN or inf)")
 
 
 def _check_output(task: TensorTask, out: torch.Tensor) -> None:
@@ -388,7 +446,7 @@ def _write_weights(
         ThreadPoolExecutor(config.io_threads, thread_name_prefix="merge-read") as read_pool,
         ThreadPoolExecutor(1, thread_name_prefix="merge-write") as write_pool,
         PlannedShardWriter(tmp, layout, max_shard_bytes=config.max_shard_bytes) as writer,
-        _intra_op_threads(1 if plan.method.elementwise else None),
+        _intra_op_threads(1 if plan.method.elementwise or streams(plan.method, config.device) else None),
         bar,
     ):
         job = bar.add_task("merge", total=len(plan.tensors))

@@ -44,6 +44,14 @@ CHUNK_ELEMENTS = 1 << 18
 PREFETCH_BYTES = 256 * 1024**2
 
 
+def streams(method: MergeMethod, device: str | torch.device) -> bool:
+    """Whether the engine runs ``method`` as a streamed method (two phases over slices) on ``device``.
+
+    Only on the CPU: a CUDA generator's draws depend on the shape drawn, so slices would change DARE's masks.
+    """
+    return not method.elementwise and method.streamed is not None and torch.device(device).type == "cpu"
+
+
 @dataclass
 class MergePlan:
     """The validated merge: inputs, per-tensor tasks, byte counts and a working-memory estimate."""
@@ -85,12 +93,18 @@ class MergePlan:
     def peak_bytes(self) -> int:
         """Working memory estimate: raw input bytes in flight (the tensor being merged and those read ahead,
         see PREFETCH_BYTES) + the output tensor + fp32 working copies: a cache-sized slice per
-        input for an elementwise method, else the largest tensor in fp32 for every input, its delta, the
-        method's temporaries and the output. Output shards are written in place, never held in memory."""
+        input for an elementwise or streamed method (whole rows for DELLA), else the largest tensor in fp32
+        for every input, its delta, the method's temporaries and the output. Output shards are written in
+        place, never held in memory."""
         n = len(self.models)
         largest = max((numel(t.shape) for t in self.tensors), default=0)
         lora = any(m.kind == "lora" for m in self.models)
-        working = min(largest, CHUNK_ELEMENTS) if self.method.elementwise and not lora else largest
+        if lora or not (self.method.elementwise or streams(self.method, self.config.device)):
+            working = largest
+        else:
+            # a slice is CHUNK_ELEMENTS long, or one row where DELLA needs whole rows longer than that
+            slices = (min(numel(t.shape), max(CHUNK_ELEMENTS, *t.shape[-1:])) for t in self.tensors)
+            working = max(slices, default=0)
         fp32 = working * 4 * (2 * n + 3)
         by_size = sorted((t.bytes_in for t in self.tensors), reverse=True)
         # the tensor being merged and the next are read whole; further read-ahead stops at PREFETCH_BYTES

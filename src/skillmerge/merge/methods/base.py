@@ -8,7 +8,7 @@ count or tensor order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,16 @@ from pydantic import BaseModel
 
 from skillmerge.merge.params import MethodParams, ModelParams
 
-__all__ = ["MergeFn", "MergeMethod", "MethodParams", "ModelParams", "TensorInputs"]
+__all__ = [
+    "MergeFn",
+    "MergeMethod",
+    "MethodParams",
+    "ModelParams",
+    "SliceMerge",
+    "StreamedFn",
+    "TensorInputs",
+    "TensorSlices",
+]
 
 
 @dataclass
@@ -45,6 +54,69 @@ def task_vector(model: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
 MergeFn = Callable[[TensorInputs, Any, torch.Generator], torch.Tensor]
 
 
+@dataclass
+class TensorSlices:
+    """One tensor name across all inputs, handed out as flat fp32 slices on demand (streamed methods).
+
+    ``base_flat`` and ``model_flats`` are the inputs flattened, in whatever float dtype they were stored;
+    :meth:`delta` converts one range at a time, so no whole fp32 copy of a task vector ever exists. Slices
+    are ``slice_elements`` long (the engine's CHUNK_ELEMENTS), rounded to whole rows where a method asks.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    base_flat: torch.Tensor | None
+    model_flats: list[torch.Tensor]
+    weights: list[float]
+    model_params: list[BaseModel] = field(default_factory=list)
+    slice_elements: int = 1 << 18
+
+    @property
+    def numel(self) -> int:
+        return self.model_flats[0].numel() if self.model_flats else 0
+
+    @property
+    def row(self) -> int:
+        """Entries per row (the last dimension; a 0-d tensor is one row of one)."""
+        return self.shape[-1] if self.shape else 1
+
+    def ranges(self, align: int = 1) -> Iterator[tuple[int, int]]:
+        """Consecutive [start, stop) covering the tensor, each a multiple of ``align`` entries long."""
+        step = max(align, self.slice_elements // align * align)
+        for start in range(0, self.numel, step):
+            yield start, min(start + step, self.numel)
+
+    def base(self, start: int, stop: int) -> torch.Tensor:
+        if self.base_flat is None:
+            raise ValueError(f"tensor {self.name}: no base model")
+        return self.base_flat[start:stop].to(torch.float32)
+
+    def model(self, i: int, start: int, stop: int) -> torch.Tensor:
+        return self.model_flats[i][start:stop].to(torch.float32)
+
+    def delta(self, i: int, start: int, stop: int) -> torch.Tensor:
+        """τ_i on [start, stop): the same fp32 subtraction, entry for entry, as :func:`task_vector`."""
+        return task_vector(self.model(i, start, stop), self.base(start, stop))
+
+
+@dataclass(frozen=True)
+class SliceMerge:
+    """Phase 2 of a streamed method: ``merge(start, stop)`` is the merged tensor's flat fp32 entries there.
+
+    The engine calls it on consecutive ranges from :meth:`TensorSlices.ranges` with this ``align``, in
+    order (random masks are replayed slice after slice).
+    """
+
+    merge: Callable[[int, int], torch.Tensor]
+    align: int = 1
+
+
+StreamedFn = Callable[[TensorSlices, Any, torch.Generator], SliceMerge]
+"""Phase 1 of a streamed method: read the slices for per-tensor statistics (top-k thresholds, norms,
+generator positions), draw from the generator exactly what the whole-tensor function draws, and return
+phase 2. Together they give the whole-tensor function's result (see :class:`MergeMethod`)."""
+
+
 @dataclass(frozen=True)
 class MergeMethod:
     """A registered method: its function, whether it needs θ_base, and its parameter schemas.
@@ -54,6 +126,11 @@ class MergeMethod:
     over flat slices of a large tensor (bounding memory, keeping operands in cache) with a result bitwise
     equal to one whole-tensor call. Methods that rank, sample or take norms (TIES, DARE, breadcrumbs,
     SLERP) must leave it False.
+
+    ``streamed``: the same method in two phases over slices (see :data:`StreamedFn`), for methods that
+    need whole-tensor statistics first (a top-k threshold, an L1 norm) but are elementwise once those are
+    known. Its output equals ``fn``'s bitwise, except a norm rescale's factor, whose sum is accumulated per
+    slice (see :mod:`.sparsify`). The engine uses it on the CPU for full-model inputs.
     """
 
     name: str
@@ -65,3 +142,4 @@ class MergeMethod:
     max_models: int | None = None
     formula: str = ""  # one line, "θ = …", written once here: the merged model card quotes it
     elementwise: bool = False
+    streamed: StreamedFn | None = None

@@ -18,7 +18,16 @@ from __future__ import annotations
 
 import torch
 
-from skillmerge.merge.methods.sparsify import DensityParams, random_drop
+from skillmerge.merge.methods.base import TensorSlices
+from skillmerge.merge.methods.sparsify import DensityParams, random_drop, random_keep_mask, rescale_survivors
+from skillmerge.merge.methods.streaming import (
+    KEEP_ALL,
+    NORMS,
+    DrawStream,
+    SliceSparsifier,
+    replay,
+    slice_norms,
+)
 from skillmerge.merge.methods.task_arithmetic import GeneralizedParams
 
 
@@ -33,3 +42,31 @@ def drop_at_random(
 ) -> torch.Tensor:
     """DARE on one task vector: a Bernoulli(density) mask drawn from ``rng`` (nothing drawn at density 1)."""
     return random_drop(delta, model.density, rng, params.rescale_mode)
+
+
+def drop_at_random_streamed(
+    slices: TensorSlices, index: int, model: DensityParams, params: GeneralizedParams, stream: DrawStream
+) -> SliceSparsifier:
+    """:func:`drop_at_random` over slices: the same uniforms, replayed slice after slice from the state
+    where the whole-tensor draw would begin (an L1/L2/L∞ rescale first replays them once for its norms)."""
+    density = model.density
+    if density >= 1:
+        return KEEP_ALL
+    start_state = stream.take(slices.numel)
+    rescale = params.rescale_mode
+    norms = None
+    if rescale in NORMS:
+        drawn = replay(start_state)
+        norms = slice_norms(
+            slices,
+            index,
+            lambda delta: random_keep_mask(delta.shape, density, drawn),
+            rescale,  # type: ignore[arg-type]
+        )
+        stream.settled_by(drawn)
+    draws = replay(start_state)
+    return SliceSparsifier(
+        lambda delta: rescale_survivors(
+            delta, random_keep_mask(delta.shape, density, draws), density, rescale, norms
+        )
+    )

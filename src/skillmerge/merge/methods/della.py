@@ -22,12 +22,24 @@ Registered from the table in :mod:`.family`.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Annotated
 
 import torch
 from pydantic import Field, model_validator
 
+from skillmerge.merge.methods.base import TensorSlices
 from skillmerge.merge.methods.sparsify import DensityParams, RescaleNorm, rescale_survivors
+from skillmerge.merge.methods.streaming import (
+    KEEP_ALL,
+    NORMS,
+    DrawStream,
+    SliceSparsifier,
+    pack_mask,
+    replay,
+    slice_norms,
+    unpack_mask,
+)
 from skillmerge.merge.methods.task_arithmetic import GeneralizedParams
 
 Epsilon = Annotated[float, Field(strict=True, ge=0, le=1)]
@@ -76,16 +88,75 @@ def keep_probabilities(delta: torch.Tensor, density: float, epsilon: float) -> t
     return probabilities.reshape(delta.shape)
 
 
+def _sample_mask(
+    delta: torch.Tensor, model: DellaModelParams, rng: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keep probabilities, keep mask) of whole rows of δ, drawing δ.numel() uniforms from ``rng``."""
+    probabilities = keep_probabilities(delta, model.density, model.epsilon)
+    uniform = torch.rand(delta.shape, generator=rng, device=rng.device, dtype=torch.float32)
+    return probabilities, uniform.to(delta.device) < probabilities
+
+
+def _survivors(
+    delta: torch.Tensor,
+    probabilities: torch.Tensor,
+    mask: torch.Tensor,
+    density: float,
+    rescale: RescaleNorm | None,
+    norms: tuple[float, float] | None = None,
+) -> torch.Tensor:
+    if rescale == "density":  # the paper's rescale: each survivor by its own keep probability
+        return torch.where(mask, delta / probabilities, 0.0)
+    return rescale_survivors(delta, mask, density, rescale, norms)
+
+
 def magnitude_sample(
     delta: torch.Tensor, model: DellaModelParams, params: GeneralizedParams, rng: torch.Generator
 ) -> torch.Tensor:
     """DELLA on one task vector: keep entry j with probability p_j, rescale; density 1 draws nothing."""
     if model.density >= 1:
         return delta
-    probabilities = keep_probabilities(delta, model.density, model.epsilon)
-    uniform = torch.rand(delta.shape, generator=rng, device=rng.device, dtype=torch.float32)
-    mask = uniform.to(delta.device) < probabilities
-    mode = params.rescale_mode
-    if mode == "density":  # the paper's rescale: each survivor by its own keep probability
-        return torch.where(mask, delta / probabilities, 0.0)
-    return rescale_survivors(delta, mask, model.density, mode)
+    probabilities, mask = _sample_mask(delta, model, rng)
+    return _survivors(delta, probabilities, mask, model.density, params.rescale_mode)
+
+
+def magnitude_sample_streamed(
+    slices: TensorSlices, index: int, model: DellaModelParams, params: GeneralizedParams, stream: DrawStream
+) -> SliceSparsifier:
+    """:func:`magnitude_sample` over slices of whole rows (ranks are per row), the same uniforms drawn
+    slice after slice.
+
+    An L1/L2/L∞ rescale needs ‖m ⊙ τ‖ before any slice is rescaled: phase 1 samples the mask once for its
+    norms and keeps it packed at one bit per entry (n/8 bytes: ranking every row a second time would cost
+    more than the rest of the merge); phase 2 then only unpacks it.
+    """
+    if model.density >= 1:
+        return KEEP_ALL
+    row = slices.row
+    start_state = stream.take(slices.numel)
+    rescale = params.rescale_mode
+    if rescale in NORMS:
+        drawn = replay(start_state)
+        packed: deque[torch.Tensor] = deque()
+
+        def sampled(delta: torch.Tensor) -> torch.Tensor:
+            mask = _sample_mask(delta.reshape(-1, row), model, drawn)[1].reshape(-1)
+            packed.append(pack_mask(mask))
+            return mask
+
+        norms = slice_norms(slices, index, sampled, rescale, align=row)  # type: ignore[arg-type]
+        stream.settled_by(drawn)
+
+        def unpacked(delta: torch.Tensor) -> torch.Tensor:
+            mask = unpack_mask(packed.popleft(), delta.numel())
+            return rescale_survivors(delta, mask, model.density, rescale, norms)
+
+        return SliceSparsifier(unpacked, align=row)
+    draws = replay(start_state)
+
+    def apply(delta: torch.Tensor) -> torch.Tensor:
+        rows = delta.reshape(-1, row)
+        probabilities, mask = _sample_mask(rows, model, draws)
+        return _survivors(rows, probabilities, mask, model.density, rescale).reshape(-1)
+
+    return SliceSparsifier(apply, align=row)

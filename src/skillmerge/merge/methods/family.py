@@ -18,6 +18,8 @@ Each row below is one registered method. Per tensor, every variant computes (see
     della_linear      rank-graded Bernoulli (density ± ε) (della)  no     False      True (l1)
 
 Defaults are mergekit's. A new variant is one more row: a sparsifier, a consensus flag and its schemas.
+Each sparsifier also has a streamed form (:mod:`.streaming`): the engine then runs the variant over slices
+(:meth:`Variant.merge_streamed`) with the same output, so no fp32 temporary is as large as the tensor.
 """
 
 from __future__ import annotations
@@ -27,25 +29,34 @@ from dataclasses import dataclass
 
 import torch
 
-from skillmerge.merge.methods.base import MergeMethod, TensorInputs
-from skillmerge.merge.methods.breadcrumbs import BreadcrumbsModelParams, BreadcrumbsParams, keep_band
-from skillmerge.merge.methods.dare import DareParams, drop_at_random
+from skillmerge.errors import UsageError
+from skillmerge.merge.methods.base import MergeMethod, SliceMerge, TensorInputs, TensorSlices
+from skillmerge.merge.methods.breadcrumbs import (
+    BreadcrumbsModelParams,
+    BreadcrumbsParams,
+    keep_band,
+    keep_band_streamed,
+)
+from skillmerge.merge.methods.dare import DareParams, drop_at_random, drop_at_random_streamed
 from skillmerge.merge.methods.della import (
     DellaLinearParams,
     DellaModelParams,
     DellaParams,
     magnitude_sample,
+    magnitude_sample_streamed,
 )
 from skillmerge.merge.methods.sparsify import DensityParams
+from skillmerge.merge.methods.streaming import KEEP_ALL, DrawStream, StreamedSparsifier
 from skillmerge.merge.methods.task_arithmetic import (
     GeneralizedParams,
     TaskArithmeticParams,
+    checked_model_params,
     combine_task_vectors,
     per_model_params,
     require_base,
     task_vectors,
 )
-from skillmerge.merge.methods.ties import TiesParams, trim_by_magnitude
+from skillmerge.merge.methods.ties import TiesParams, trim_by_magnitude, trim_by_magnitude_streamed
 from skillmerge.merge.params import ModelParams
 
 Sparsifier = Callable[[torch.Tensor, ModelParams, GeneralizedParams, torch.Generator], torch.Tensor]
@@ -62,6 +73,7 @@ class Variant:
     params: type[GeneralizedParams]
     model_params: type[ModelParams]
     formula: str
+    streamed_sparsify: StreamedSparsifier | None = None  # the same sparsifier over slices (.streaming)
 
     def merge(self, inputs: TensorInputs, params: GeneralizedParams, rng: torch.Generator) -> torch.Tensor:
         """θ_base + λ·(combined sparsified τ_i): the module docstring's formula for this row."""
@@ -80,6 +92,34 @@ class Variant:
             lambda_=params.lambda_,
         )
 
+    def merge_streamed(
+        self, slices: TensorSlices, params: GeneralizedParams, rng: torch.Generator
+    ) -> SliceMerge:
+        """:meth:`merge` in two phases: each model's sparsifier reads its slices for its statistics (in model
+        order, drawing as :meth:`merge` does), then every slice is sparsified and combined on its own —
+        the combination is elementwise, so each entry sees the same fp32 operations as in :meth:`merge`."""
+        if slices.base_flat is None:
+            raise UsageError(f"tensor {slices.name}: this merge method needs a base model")
+        assert self.streamed_sparsify is not None
+        count = len(slices.model_flats)
+        models = checked_model_params(slices.name, slices.model_params, count, self.model_params)
+        stream = DrawStream(rng, slices.slice_elements)
+        sparsifiers = [self.streamed_sparsify(slices, i, m, params, stream) for i, m in enumerate(models)]
+        weights = list(slices.weights)
+
+        def merge(start: int, stop: int) -> torch.Tensor:
+            deltas = [s.apply(slices.delta(i, start, stop)) for i, s in enumerate(sparsifiers)]
+            return combine_task_vectors(
+                slices.base(start, stop),
+                deltas,
+                weights,
+                consensus=self.consensus,
+                normalize=params.normalize,
+                lambda_=params.lambda_,
+            )
+
+        return SliceMerge(merge, align=max((s.align for s in sparsifiers), default=KEEP_ALL.align))
+
     def method(self) -> MergeMethod:
         return MergeMethod(
             name=self.name,
@@ -90,6 +130,7 @@ class Variant:
             formula=self.formula,
             # without a sparsifier every entry goes through the same fp32 sums: safe to run in slices
             elementwise=self.sparsify is None,
+            streamed=self.merge_streamed if self.streamed_sparsify is not None else None,
         )
 
 
@@ -109,6 +150,7 @@ FAMILY: tuple[Variant, ...] = (
         TiesParams,
         DensityParams,
         "θ = θ_base + λ·disjoint_mean(sign-elected top-density τ_i)",
+        trim_by_magnitude_streamed,
     ),
     Variant(
         "dare_linear",
@@ -117,6 +159,7 @@ FAMILY: tuple[Variant, ...] = (
         DareParams,
         DensityParams,
         "θ = θ_base + λ·Σ w_i·(Bernoulli(density) ⊙ τ_i / density)",
+        drop_at_random_streamed,
     ),
     Variant(
         "dare_ties",
@@ -125,6 +168,7 @@ FAMILY: tuple[Variant, ...] = (
         DareParams,
         DensityParams,
         "θ = θ_base + λ·TIES-consensus sum of DARE-dropped τ_i",
+        drop_at_random_streamed,
     ),
     Variant(
         "breadcrumbs",
@@ -133,6 +177,7 @@ FAMILY: tuple[Variant, ...] = (
         BreadcrumbsParams,
         BreadcrumbsModelParams,
         "θ = θ_base + λ·Σ w_i·band_γ,density(τ_i)",
+        keep_band_streamed,
     ),
     Variant(
         "breadcrumbs_ties",
@@ -141,6 +186,7 @@ FAMILY: tuple[Variant, ...] = (
         BreadcrumbsParams,
         BreadcrumbsModelParams,
         "θ = θ_base + λ·TIES-consensus sum of band_γ,density(τ_i)",
+        keep_band_streamed,
     ),
     Variant(
         "della",
@@ -149,6 +195,7 @@ FAMILY: tuple[Variant, ...] = (
         DellaParams,
         DellaModelParams,
         "θ = θ_base + λ·disjoint_mean(Bernoulli(density−ε+2ε·rank/(n−1)) ⊙ τ_i, L1-rescaled)",
+        magnitude_sample_streamed,
     ),
     Variant(
         "della_linear",
@@ -157,6 +204,7 @@ FAMILY: tuple[Variant, ...] = (
         DellaLinearParams,
         DellaModelParams,
         "θ = θ_base + λ·Σ w_i·(Bernoulli(density−ε+2ε·rank/(n−1)) ⊙ τ_i, L1-rescaled)",
+        magnitude_sample_streamed,
     ),
 )
 

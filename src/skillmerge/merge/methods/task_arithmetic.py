@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 import torch
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from skillmerge.errors import UsageError
 from skillmerge.merge.methods.base import MethodParams, ModelParams, TensorInputs, task_vector
@@ -71,14 +71,17 @@ def task_vectors(inputs: TensorInputs) -> list[torch.Tensor]:
 
 def per_model_params(inputs: TensorInputs, schema: type[P]) -> list[P]:
     """Model i's validated parameters; the schema's defaults where the engine passed none."""
-    if not inputs.model_params:
-        return [schema() for _ in inputs.models]
-    if len(inputs.model_params) != len(inputs.models):
-        raise UsageError(
-            f"tensor {inputs.name}: {len(inputs.model_params)} parameter sets for {len(inputs.models)} models"
-        )
+    return checked_model_params(inputs.name, inputs.model_params, len(inputs.models), schema)
+
+
+def checked_model_params(name: str, given: list[BaseModel], count: int, schema: type[P]) -> list[P]:
+    """``given`` checked against ``schema`` for ``count`` models (defaults when empty)."""
+    if not given:
+        return [schema() for _ in range(count)]
+    if len(given) != count:
+        raise UsageError(f"tensor {name}: {len(given)} parameter sets for {count} models")
     checked: list[P] = []
-    for params in inputs.model_params:
+    for params in given:
         if not isinstance(params, schema):
             raise TypeError(f"expected {schema.__name__} per model, got {type(params).__name__}")
         checked.append(params)

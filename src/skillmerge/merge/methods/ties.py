@@ -11,10 +11,21 @@ Defaults as mergekit's ``ties``: normalize = True, rescale = False, λ = 1. Regi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from skillmerge.merge.methods.base import TensorSlices
 from skillmerge.merge.methods.sparsify import DensityParams, magnitude
+from skillmerge.merge.methods.streaming import (
+    KEEP_ALL,
+    DrawStream,
+    SliceSparsifier,
+    delta_magnitude_bits,
+    masked_survivors,
+)
 from skillmerge.merge.methods.task_arithmetic import GeneralizedParams
+from skillmerge.merge.methods.topk import TopKMask, magnitude_bits, top_k_cuts
 
 
 class TiesParams(GeneralizedParams):
@@ -28,3 +39,20 @@ def trim_by_magnitude(
 ) -> torch.Tensor:
     """TIES trim of one task vector: its top-density magnitudes (rescaled if ``rescale``); draws nothing."""
     return magnitude(delta, model.density, params.rescale_mode)
+
+
+def trim_by_magnitude_streamed(
+    slices: TensorSlices, index: int, model: DensityParams, params: GeneralizedParams, stream: DrawStream
+) -> SliceSparsifier:
+    """:func:`trim_by_magnitude` over slices: the exact top-k threshold in two counting passes, then the
+    same mask (ties by position) and rescale slice by slice."""
+    if model.density >= 1:
+        return KEEP_ALL
+    n = slices.numel
+    (cut,) = top_k_cuts(lambda: delta_magnitude_bits(slices, index), n, [int(model.density * n)])
+
+    def new_mask() -> Callable[[torch.Tensor], torch.Tensor]:
+        top = TopKMask(cut)
+        return lambda delta: top(magnitude_bits(delta))
+
+    return masked_survivors(slices, index, new_mask, model.density, params.rescale_mode)

@@ -1,0 +1,367 @@
+"""Streamed TIES, DARE, breadcrumbs and DELLA: the same output as the whole-tensor methods, in slices.
+
+A streamed method reads its inputs slice by slice for per-tensor statistics (an exact top-k threshold by
+radix select, the norms of a norm rescale, where each model's random draws begin), then merges one slice
+at a time. Its output must equal the whole-tensor function's bitwise — ties in magnitude, zeros, density
+edges and random masks included — and no temporary may grow with the tensor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from transformers import PreTrainedTokenizerFast
+
+from skillmerge.merge import MergeConfig, engine, methods, run
+from skillmerge.merge.engine import tensor_seed
+from skillmerge.merge.methods import get_method
+from skillmerge.merge.methods.base import TensorInputs, TensorSlices
+from skillmerge.merge.methods.sparsify import top_k_mask
+from skillmerge.merge.methods.topk import TopKMask, magnitude_bits, top_k_cuts
+from skillmerge.merge.plan import build_plan
+from skillmerge.models.io import save_model
+
+STREAMED = ("ties", "dare_linear", "dare_ties", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear")
+
+
+def _inputs(
+    shape: tuple[int, ...], count: int, seed: int, *, levels: int | None = None
+) -> list[torch.Tensor]:
+    """θ_base then ``count`` models. With ``levels``, task-vector entries take few values (many equal
+    magnitudes, ±x pairs), and a third of them are exactly zero; −0.0 appears too."""
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.randn(shape, generator=gen)
+    tensors = [base]
+    for _ in range(count):
+        delta = torch.randn(shape, generator=gen) * 0.05
+        if levels is not None:
+            delta = torch.round(delta * levels / 0.1) * (0.1 / levels)
+            delta[torch.rand(shape, generator=gen) < 0.33] = 0.0
+            delta.view(-1)[::7] = -0.0
+        tensors.append(base + delta)
+    return tensors
+
+
+def _method_params(name: str, rescale: str | None) -> Any:
+    """The method's defaults (``rescale`` None), no rescale ("off"), or a rescale by that norm."""
+    if rescale is None:
+        return get_method(name).params()
+    if rescale == "off":
+        return get_method(name).params(rescale=False)
+    return get_method(name).params(rescale=True, rescale_norm=rescale)
+
+
+def _model_params(name: str, densities: list[float]) -> list[Any]:
+    method = get_method(name)
+    out = []
+    for density in densities:
+        fields: dict[str, Any] = {"density": density}
+        if name.startswith("breadcrumbs"):
+            fields["gamma"] = 0.05
+        if name.startswith("della"):
+            fields["epsilon"] = min(0.1, density, 1 - density) if density < 1 else 0.1
+        out.append(method.model_params(**fields))
+    return out
+
+
+def whole(name: str, tensors: list[torch.Tensor], weights: list[float], params: Any, model_params: list[Any]):
+    base, *models = tensors
+    inputs = TensorInputs("t", base, models, [m - base for m in models], weights, model_params)
+    generator = torch.Generator().manual_seed(tensor_seed(7, "t"))
+    return get_method(name).fn(inputs, params, generator)
+
+
+def streamed(
+    name: str,
+    tensors: list[torch.Tensor],
+    weights: list[float],
+    params: Any,
+    model_params: list[Any],
+    slice_elements: int,
+) -> torch.Tensor:
+    base, *models = tensors
+    slices = TensorSlices(
+        "t",
+        tuple(base.shape),
+        base.reshape(-1),
+        [m.reshape(-1) for m in models],
+        weights,
+        model_params,
+        slice_elements=slice_elements,
+    )
+    generator = torch.Generator().manual_seed(tensor_seed(7, "t"))
+    method = get_method(name)
+    assert method.streamed is not None
+    merge = method.streamed(slices, params, generator)
+    parts = []
+    for start, stop in slices.ranges(merge.align):
+        assert (stop - start) % merge.align == 0 or stop == slices.numel
+        parts.append(merge.merge(start, stop))
+    return torch.cat(parts).reshape(base.shape)
+
+
+def assert_bitwise(got: torch.Tensor, want: torch.Tensor) -> None:
+    """Equal bit patterns (so −0.0 ≠ +0.0 counts as a difference)."""
+    assert got.shape == want.shape and got.dtype == want.dtype
+    differ = got.view(torch.int32) != want.view(torch.int32)
+    assert not bool(differ.any()), f"{int(differ.sum())} of {got.numel()} entries differ"
+
+
+@pytest.mark.parametrize("name", STREAMED)
+@pytest.mark.parametrize(
+    "densities",
+    [[0.5, 0.5], [0.3, 1.0, 0.7], [1e-4, 0.999], [1.0, 1.0], [0.05, 0.9999, 0.2]],
+    ids=["half", "one-at-1", "edges", "all-1", "extreme"],
+)
+@pytest.mark.parametrize("levels", [None, 3], ids=["distinct", "many-ties"])
+def test_streamed_equals_whole_tensor_bitwise(name: str, densities: list[float], levels: int | None) -> None:
+    if name.startswith("della") and any(0 < d < 1 and min(d, 1 - d) == 0 for d in densities):
+        pytest.skip("no ε fits")
+    tensors = _inputs((37, 53), len(densities), seed=len(densities) * 10 + (levels or 0), levels=levels)
+    weights = [0.7, -0.4, 1.1][: len(densities)]
+    params = _method_params(name, None)
+    model_params = _model_params(name, densities)
+    want = whole(name, tensors, weights, params, model_params)
+    for slice_elements in (64, 53 * 3, 10**6):  # many partial slices, whole rows, one slice
+        got = streamed(name, tensors, weights, params, model_params, slice_elements)
+        assert_bitwise(got, want)
+
+
+@pytest.mark.parametrize("name", ["ties", "dare_ties", "breadcrumbs", "della_linear"])
+@pytest.mark.parametrize("rescale", ["off", "density", "l1", "l2", "linf"])
+def test_streamed_rescales_equal_whole_tensor(name: str, rescale: str) -> None:
+    """Norm rescales sum |τ| per slice in float64 in both paths; on these sizes the sums are exact, so
+    the factor, and the output, are bitwise equal (in general: equal up to the factor's last bit)."""
+    tensors = _inputs((29, 41), 2, seed=5, levels=5)
+    weights = [0.6, 0.5]
+    params = _method_params(name, rescale)
+    model_params = _model_params(name, [0.4, 0.7])
+    want = whole(name, tensors, weights, params, model_params)
+    for slice_elements in (50, 41 * 4):
+        assert_bitwise(streamed(name, tensors, weights, params, model_params, slice_elements), want)
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (5,), (300,), (2, 1), (3, 1, 7), (0, 4)])
+@pytest.mark.parametrize("name", ["ties", "breadcrumbs_ties", "dare_linear", "della"])
+def test_streamed_odd_shapes_equal_whole_tensor(name: str, shape: tuple[int, ...]) -> None:
+    tensors = _inputs(shape, 2, seed=3, levels=2)
+    weights = [1.0, 0.5]
+    params = _method_params(name, None)
+    model_params = _model_params(name, [0.5, 0.25])
+    want = whole(name, tensors, weights, params, model_params)
+    if not want.numel():
+        return  # the engine merges empty tensors whole
+    for slice_elements in (1, 4, 1000):
+        assert_bitwise(streamed(name, tensors, weights, params, model_params, slice_elements), want)
+
+
+@pytest.mark.parametrize("k_fraction", [0.0, 1e-3, 0.25, 0.5, 0.999, 1.0])
+@pytest.mark.parametrize("data", ["normal", "ties", "zeros", "tiny", "huge"])
+def test_radix_select_keeps_the_same_set_as_top_k_mask(k_fraction: float, data: str) -> None:
+    gen = torch.Generator().manual_seed(1)
+    n = 5000
+    values = {
+        "normal": torch.randn(n, generator=gen),
+        "ties": torch.randint(-3, 4, (n,), generator=gen).float(),  # 7 values, ±x share a magnitude
+        "zeros": torch.zeros(n),
+        "tiny": torch.randn(n, generator=gen) * 1e-40,  # subnormal magnitudes
+        "huge": torch.randn(n, generator=gen) * 1e38,
+    }[data]
+    k = int(k_fraction * n)
+    want = top_k_mask(values.abs(), k)
+    (cut,) = top_k_cuts(lambda: (magnitude_bits(values[i : i + 333]) for i in range(0, n, 333)), n, [k])
+    mask = TopKMask(cut)
+    got = torch.cat([mask(magnitude_bits(values[i : i + 333])) for i in range(0, n, 333)])
+    assert torch.equal(got, want) and int(got.sum()) == k
+
+
+def test_slice_by_slice_uniform_draws_are_the_whole_draw() -> None:
+    """What streamed DARE/DELLA rely on: a CPU generator fills float32 entries serially."""
+    whole_draw = torch.rand(100_003, generator=torch.Generator().manual_seed(9))
+    generator = torch.Generator().manual_seed(9)
+    sizes = [1, 15, 16, 17, 4093, 65536, 30325]
+    parts = [torch.rand(size, generator=generator) for size in sizes]
+    assert sum(sizes) == 100_003 and torch.equal(torch.cat(parts), whole_draw)
+
+
+# --- memory: no temporary grows with the tensor --------------------------------------------------------
+
+
+class LargestAllocations(TorchDispatchMode):
+    """Records the byte size of every new storage an aten op returns (views and in-place ops excluded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        seen = {
+            t.untyped_storage().data_ptr()
+            for t in torch.utils._pytree.tree_leaves((args, kwargs))
+            if isinstance(t, torch.Tensor)
+        }
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in seen:
+                self.sizes.append(t.untyped_storage().nbytes())
+        return out
+
+
+@contextmanager
+def allocations() -> Iterator[LargestAllocations]:
+    with LargestAllocations() as probe:
+        yield probe
+
+
+@pytest.mark.parametrize("name", STREAMED)
+def test_streamed_temporaries_are_bounded_by_the_slice_not_the_tensor(name: str) -> None:
+    shape = (512, 1024)  # 2 MiB per fp32 operand
+    tensors = _inputs(shape, 2, seed=2)
+    weights = [0.5, 0.5]
+    params = _method_params(name, "l1" if name.startswith(("della", "dare")) else None)
+    model_params = _model_params(name, [0.3, 0.6])
+    slice_elements = 4096
+    tensor_bytes = tensors[0].numel() * 4
+    with allocations() as probe:
+        got = streamed(name, tensors, weights, params, model_params, slice_elements)
+    parts = [s for s in probe.sizes if s < tensor_bytes]
+    # the one whole-tensor allocation is the test's own torch.cat of the output
+    assert sorted(probe.sizes, reverse=True)[1] < tensor_bytes and len(parts) == len(probe.sizes) - 1
+    # slices of int64 (cumsum of a tie mask) or fp64 (norm sums), and the 512 KiB radix histogram
+    assert max(parts) <= max(8 * 1024, 8 * slice_elements, 8 * 65536), max(parts)
+    with allocations() as probe:  # the probe sees the whole-tensor method's temporaries
+        want = whole(name, tensors, weights, params, model_params)
+    assert sum(size >= tensor_bytes for size in probe.sizes) >= 3
+    assert_bitwise(got, want)
+
+
+# --- the engine ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: PreTrainedTokenizerFast) -> list[Path]:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
+    root = tmp_path_factory.mktemp("streaming")
+    paths = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        base = LlamaForCausalLM(config).eval()
+        state = {k: v.clone() for k, v in base.state_dict().items()}
+        for k in range(3):
+            if k:
+                gen = torch.Generator().manual_seed(k)
+                with torch.no_grad():
+                    for name, param in base.named_parameters():
+                        noise = torch.randn(param.shape, generator=gen) * 0.02
+                        # every fourth entry unchanged: zeros in the task vectors
+                        noise.view(-1)[::4] = 0.0
+                        param.copy_(state[name] + noise)
+            paths.append(save_model(base, tiny_tokenizer, root / f"m{k}", max_shard_bytes=2**30))
+    return paths
+
+
+def _config(name: str, paths: list[Path], **parameters: Any) -> MergeConfig:
+    base, *skills = paths
+    per_model = [{"density": 0.45}, {"density": 0.8}]
+    if name.startswith("breadcrumbs"):
+        per_model = [{**p, "gamma": 0.02} for p in per_model]
+    entries = [
+        {"model": str(m), "weight": w, "parameters": p}
+        for m, w, p in zip(skills, [0.8, 0.6], per_model, strict=True)
+    ]
+    return MergeConfig.model_validate(
+        {"method": name, "base_model": str(base), "models": entries, "seed": 11, "parameters": parameters}
+    )
+
+
+@pytest.mark.parametrize("name", STREAMED)
+def test_engine_streams_and_matches_the_whole_tensor_merge_bitwise(
+    name: str, models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _config(name, models)
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 1000)  # the embedding spans many slices
+    calls: list[str] = []
+    method = get_method(name)
+    assert method.streamed is not None and not method.elementwise
+
+    def counting(slices: TensorSlices, params: Any, rng: torch.Generator) -> Any:
+        calls.append(slices.name)
+        return method.streamed(slices, params, rng)
+
+    monkeypatch.setitem(methods._REGISTRY, name, dataclasses.replace(method, streamed=counting))
+    streamed_run = run(cfg, tmp_path / "streamed")
+    assert len(calls) == streamed_run.tensors
+    monkeypatch.setitem(methods._REGISTRY, name, dataclasses.replace(method, streamed=None))
+    whole_run = run(cfg, tmp_path / "whole")
+    assert streamed_run.weights_fingerprint == whole_run.weights_fingerprint
+
+
+def test_engine_streamed_tensor_allocates_nothing_the_size_of_the_tensor(
+    models: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine path itself (finite checks, slices, output): one allocation as large as the embedding —
+    the output — against many for the whole-tensor method."""
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 2048)
+    plan = build_plan(_config("dare_ties", models, rescale_norm="l1"))
+    try:
+        task = max(plan.tensors, key=lambda t: t.bytes_out)
+        size = task.bytes_out
+        counts = []
+        for streamed_fn in (plan.method.streamed, None):
+            plan.method = dataclasses.replace(plan.method, streamed=streamed_fn)
+            loaded = engine._load(plan, task)
+            with allocations() as probe:
+                engine.merge_tensor(plan, task, loaded)
+            counts.append(sum(s >= size for s in probe.sizes))
+            assert streamed_fn is None or max(s for s in probe.sizes if s < size) <= 8 * 65536
+        assert counts[0] == 1 and counts[1] >= 4
+    finally:
+        plan.close()
+
+
+def test_plan_estimates_slices_for_streamed_methods(models: list[Path]) -> None:
+    estimates = {}
+    for name in ("task_arithmetic", "ties", "dare_ties"):
+        plan = build_plan(_config(name, models) if name != "task_arithmetic" else _plain(models))
+        estimates[name] = plan.peak_bytes
+        plan.close()
+    assert estimates["ties"] == estimates["task_arithmetic"] == estimates["dare_ties"]
+
+
+def _plain(paths: list[Path]) -> MergeConfig:
+    base, *skills = paths
+    return MergeConfig.model_validate(
+        {"method": "task_arithmetic", "base_model": str(base), "models": [{"model": str(m)} for m in skills]}
+    )
+
+
+def test_norm_rescale_sums_in_float64_whatever_the_thread_count(all_threads: None) -> None:
+    """The L1 norm of a norm rescale: a float32 reduction over millions of entries drifts by percents
+    (and with the thread count); the float64 slice sums both paths use do not."""
+    from skillmerge.merge.methods.sparsify import vector_norm
+
+    values = torch.randn(3_000_000, generator=torch.Generator().manual_seed(4)) * 0.01
+    exact = float(values.double().abs().sum())
+    got = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        got.append(vector_norm(values, "l1"))
+    assert got[0] == got[1] and abs(got[0] - exact) <= 1e-9 * exact
