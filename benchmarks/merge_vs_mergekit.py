@@ -20,9 +20,17 @@ mergekit is installed into its own venv (build/bench/mergekit-venv, torch==2.13.
 our environment. Inputs are cached under build/bench/. Inputs sit in the page cache after the first pass,
 so every run (ours, mergekit, floor) reads from memory, not from disk.
 
-    python benchmarks/merge_vs_mergekit.py                 # ≈ 10-15 min on 2 cores
+Then the per-method table: every method both tools support (METHODS: linear, task_arithmetic, ties,
+dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, sce, model_stock, slerp, nuslerp,
+multislerp, karcher, nearswap, passthrough), each on the SmolLM2 inputs at fp32, with both tools' wall time
+and peak RSS, the ratios ours ÷ mergekit, the I/O-floor fraction and the parity; printed as a table and
+written under "methods" (rows in "table", the full records in "cases").
+
+    python benchmarks/merge_vs_mergekit.py                 # ≈ 25-35 min on 2 cores
     python benchmarks/merge_vs_mergekit.py --params 0.3e9  # a smaller synthetic model
-Writes benchmarks/results/merge.json.
+    python benchmarks/merge_vs_mergekit.py --methods ties,slerp --repeats 1 --skip-synthetic
+    python benchmarks/merge_vs_mergekit.py --quick --repeats 1   # smoke test: small model, seconds per method
+Writes benchmarks/results/merge.json (--quick: build/bench/merge-quick.json).
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "build" / "bench"
 VENV = BENCH / "mergekit-venv"
 RESULTS = ROOT / "benchmarks" / "results" / "merge.json"
+QUICK_RESULTS = BENCH / "merge-quick.json"  # --quick never overwrites the measured results
 MERGEKIT_SPEC = ("torch==2.13.0", "mergekit==0.1.5")
 _SIDE_FILES = (
     "config.json",
@@ -165,15 +174,47 @@ def synthetic_llama(params: float, tokenizer_from: Path) -> tuple[list[Path], in
     return dirs, n_params
 
 
+# Every method both tools support: (models besides the base, per-model parameters, top-level parameters).
+# Inputs are base + skill1 + skill2; a method taking one model gets skill1, one taking no base (linear,
+# nuslerp, multislerp, karcher) merges the two skills; slerp and nearswap interpolate base → skill1.
+METHODS: dict[str, tuple[int, str, str]] = {
+    "linear": (2, "{weight: 0.5}", ""),
+    "task_arithmetic": (2, "{weight: 0.5}", ""),
+    "ties": (2, "{weight: 0.5, density: 0.5}", ""),
+    "dare_linear": (2, "{weight: 0.5, density: 0.5}", ""),
+    "dare_ties": (2, "{weight: 0.5, density: 0.5}", ""),
+    "breadcrumbs": (2, "{weight: 0.5, density: 0.8, gamma: 0.05}", ""),
+    "breadcrumbs_ties": (2, "{weight: 0.5, density: 0.8, gamma: 0.05}", ""),
+    "della": (2, "{weight: 0.5, density: 0.5, epsilon: 0.1}", ""),
+    "della_linear": (2, "{weight: 0.5, density: 0.5, epsilon: 0.1}", ""),
+    "sce": (2, "{weight: 1.0}", "{select_topk: 0.5}"),
+    "model_stock": (2, "{weight: 1.0}", ""),
+    "slerp": (1, "", "{t: 0.3}"),
+    "nuslerp": (2, "{weight: 0.5}", ""),
+    "multislerp": (2, "{weight: 0.5}", ""),
+    "karcher": (2, "{weight: 1.0}", ""),
+    "nearswap": (1, "", "{t: 0.001}"),
+    "passthrough": (1, "", ""),
+}
+NO_BASE = ("linear", "nuslerp", "multislerp", "karcher", "passthrough")
+RANDOM = ("dare_linear", "dare_ties", "della", "della_linear")  # masks from different RNGs: parity not exact
+
+
 def mergekit_yaml(method: str, inputs: list[Path], dtype: str, out_dtype: str | None) -> str:
+    """The YAML both tools run for ``method`` (see METHODS) on ``inputs`` = [base, skill1, skill2]."""
     base, *skills = inputs
-    params = {
-        "task_arithmetic": "{weight: 0.5}",
-        "ties": "{weight: 0.5, density: 0.5}",
-        "dare_ties": "{weight: 0.5, density: 0.5}",
-    }[method]
-    lines = [f"merge_method: {method}", f"base_model: {base}", "models:"]
-    lines += [f"  - model: {s}\n    parameters: {params}" for s in skills]
+    count, model_params, top = METHODS[method]
+    models = skills[:count]
+    lines = [f"merge_method: {method}"]
+    if method not in NO_BASE:
+        lines.append(f"base_model: {base}")
+    lines.append("models:")
+    if method in ("slerp", "nearswap"):
+        models = [base, *models]
+    for model in models:
+        lines.append(f"  - model: {model}" + (f"\n    parameters: {model_params}" if model_params else ""))
+    if top:
+        lines.append(f"parameters: {top}")
     lines += [f"dtype: {dtype}"] + ([f"out_dtype: {out_dtype}"] if out_dtype else [])
     return "\n".join(lines) + "\n"
 
@@ -237,7 +278,14 @@ def max_abs_diff(a: Path, b: Path) -> dict[str, Any]:
 
 
 def bench_case(
-    label: str, method: str, inputs: list[Path], dtype: str, out_dtype: str | None, reps: int, mergekit: Path
+    label: str,
+    method: str,
+    inputs: list[Path],
+    dtype: str,
+    out_dtype: str | None,
+    reps: int,
+    mergekit: Path,
+    mergekit_flags: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     work = BENCH / "runs" / f"{label}-{method}"
     shutil.rmtree(work, ignore_errors=True)
@@ -253,7 +301,7 @@ def bench_case(
         str(cfg),
         str(work / "ours"),
     ]
-    theirs_cmd = [str(mergekit), str(cfg), str(work / "mergekit")]
+    theirs_cmd = [str(mergekit), str(cfg), str(work / "mergekit"), *mergekit_flags]
     runs: dict[str, list[dict[str, float]]] = {"ours": [], "mergekit": []}
     load_before = os.getloadavg()[0]  # other work on the machine skews both tools; recorded, not corrected
     for _ in range(reps):  # alternating, so drift (thermal, other load) hits both alike
@@ -289,11 +337,11 @@ def bench_case(
         "floor_fraction_incl_startup": floor / ours["wall_s"],
         "parity": max_abs_diff(work / "ours", work / "mergekit"),
     }
-    result["parity"]["comparable"] = method != "dare_ties"
+    result["parity"]["comparable"] = method not in RANDOM
     shutil.rmtree(work / "ours", ignore_errors=True)
     shutil.rmtree(work / "mergekit", ignore_errors=True)
     print(
-        f"{label:>10} {method:<16} ours {ours['wall_s']:6.1f} s {ours['peak_rss_bytes'] / 2**30:5.2f} GiB | "
+        f"{label:>10} {method:<17} ours {ours['wall_s']:6.1f} s {ours['peak_rss_bytes'] / 2**30:5.2f} GiB | "
         f"mergekit {theirs['wall_s']:6.1f} s {theirs['peak_rss_bytes'] / 2**30:5.2f} GiB | "
         f"time × {result['time_ratio']:.2f}  RSS × {result['rss_ratio']:.2f}  "
         f"floor {result['floor_fraction']:.0%} "
@@ -303,23 +351,134 @@ def bench_case(
     return result
 
 
+def quick_inputs() -> list[Path]:
+    """Three small random fp32 Llamas (2 layers, 256 wide, ~1.6M parameters): a smoke test in seconds."""
+    from transformers import LlamaConfig
+
+    hidden, inter, vocab, layers = 256, 512, 1024, 2
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+    )
+    config.architectures = ["LlamaForCausalLM"]
+    shapes = {"model.embed_tokens.weight": (vocab, hidden), "lm_head.weight": (vocab, hidden)}
+    shapes["model.norm.weight"] = (hidden,)
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        kv = hidden // 2
+        shapes |= {
+            p + "self_attn.q_proj.weight": (hidden, hidden),
+            p + "self_attn.k_proj.weight": (kv, hidden),
+            p + "self_attn.v_proj.weight": (kv, hidden),
+            p + "self_attn.o_proj.weight": (hidden, hidden),
+            p + "mlp.gate_proj.weight": (inter, hidden),
+            p + "mlp.up_proj.weight": (inter, hidden),
+            p + "mlp.down_proj.weight": (hidden, inter),
+            p + "input_layernorm.weight": (hidden,),
+            p + "post_attention_layernorm.weight": (hidden,),
+        }
+    gen = torch.Generator().manual_seed(7)
+    base = {
+        n: torch.ones(s) if len(s) == 1 else torch.randn(s, generator=gen) * 0.02 for n, s in shapes.items()
+    }
+    dirs = []
+    for k in range(3):
+        out = BENCH / "quick" / f"m{k}"
+        dirs.append(out)
+        if out.exists():
+            continue
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with ShardedSafetensorsWriter(tmp, max_shard_bytes=2**30) as writer:
+            for name, value in base.items():
+                writer.add(name, value if k == 0 else value + 0.002 * torch.randn(value.shape, generator=gen))
+        config.save_pretrained(tmp)
+        tmp.rename(out)
+    return dirs
+
+
+def method_table(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per method case: times, peak RSS, ratios (ours ÷ mergekit), I/O-floor fraction, parity."""
+    return [
+        {
+            "method": c["method"],
+            "ours_s": round(c["ours"]["wall_s"], 3),
+            "mergekit_s": round(c["mergekit"]["wall_s"], 3),
+            "ours_rss_gib": round(c["ours"]["peak_rss_bytes"] / 2**30, 3),
+            "mergekit_rss_gib": round(c["mergekit"]["peak_rss_bytes"] / 2**30, 3),
+            "time_ratio": round(c["time_ratio"], 3),
+            "rss_ratio": round(c["rss_ratio"], 3),
+            "floor_fraction": round(c["floor_fraction"], 3),
+            "max_abs_diff": c["parity"]["max_abs_diff"],
+            "parity_comparable": c["parity"]["comparable"],
+        }
+        for c in cases
+    ]
+
+
+def print_table(rows: list[dict[str, Any]], label: str) -> None:
+    print(f"\nper method ({label}; ratios are ours ÷ mergekit, floor = I/O floor ÷ our merge time)")
+    print(
+        f"{'method':<17} {'ours s':>7} {'mk s':>7} {'ours GiB':>8} {'mk GiB':>7} "
+        f"{'time ×':>7} {'RSS ×':>6} {'floor':>6} {'max|Δ|':>9}"
+    )
+    for r in rows:
+        note = "" if r["parity_comparable"] else " (random)"
+        print(
+            f"{r['method']:<17} {r['ours_s']:>7.2f} {r['mergekit_s']:>7.2f} {r['ours_rss_gib']:>8.2f} "
+            f"{r['mergekit_rss_gib']:>7.2f} {r['time_ratio']:>7.2f} {r['rss_ratio']:>6.2f} "
+            f"{r['floor_fraction']:>6.0%} {r['max_abs_diff']:>9.2e}{note}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=float, default=1.0e9, help="synthetic model size (parameters)")
-    parser.add_argument("--reps", type=int, default=2, help="runs per tool per case (alternating)")
+    parser.add_argument(
+        "--repeats", "--reps", dest="reps", type=int, default=2, help="runs per tool per case (alternating)"
+    )
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated methods for the per-method table (default: every method both tools support)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke test: a small synthetic model, the per-method table only, written to {QUICK_RESULTS}",
+    )
     args = parser.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)} (known: {', '.join(METHODS)})")
     mergekit = ensure_mergekit()
-    smol = smollm2_inputs()
-    cases = []
-    for method in ("task_arithmetic", "ties", "dare_ties"):
-        cases.append(bench_case("smollm2", method, smol, "float32", None, args.reps, mergekit))
+    cases: list[dict[str, Any]] = []
     n_params = None
-    if not args.skip_synthetic:
-        synth, n_params = synthetic_llama(args.params, smol[0])
-        cases.append(
-            bench_case("synthetic", "task_arithmetic", synth, "float32", "bfloat16", args.reps, mergekit)
-        )
+    if args.quick:
+        label, inputs, flags = "quick", quick_inputs(), ("--no-copy-tokenizer",)
+    else:
+        smol = smollm2_inputs()
+        label, inputs, flags = "smollm2", smol, ()
+        for method in ("task_arithmetic", "ties", "dare_ties"):
+            cases.append(bench_case("smollm2", method, smol, "float32", None, args.reps, mergekit))
+        if not args.skip_synthetic:
+            synth, n_params = synthetic_llama(args.params, smol[0])
+            cases.append(
+                bench_case("synthetic", "task_arithmetic", synth, "float32", "bfloat16", args.reps, mergekit)
+            )
+    per_method = [
+        bench_case(f"{label}-all", m, inputs, "float32", None, args.reps, mergekit, flags) for m in methods
+    ]
+    rows = method_table(per_method)
+    print_table(rows, label)
     version = subprocess.run(
         [str(VENV / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('mergekit'))"],
         capture_output=True,
@@ -337,10 +496,18 @@ def main() -> None:
         "synthetic_params": n_params,
         "targets": {"time_ratio_max": 0.5, "rss_ratio_max": 0.5, "floor_fraction_min": 0.5},
         "cases": cases,
+        "methods": {
+            "inputs": label,
+            "dtype": "float32",
+            "reps": args.reps,
+            "table": rows,
+            "cases": per_method,
+        },
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    results = QUICK_RESULTS if args.quick else RESULTS
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":

@@ -56,18 +56,21 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-def read(model_dir: Path) -> Tensors:
+def read(model_dir: Path, raw: bool = False) -> Tensors:
+    """Every tensor of ``model_dir`` as float32 (``raw``: in its stored dtype)."""
     with TensorReader(model_dir) as reader:
-        return {name: reader.get(name).float() for name in reader.names()}
+        return {name: reader.get(name) if raw else reader.get(name).float() for name in reader.names()}
 
 
-def merge_both(tmp_path: Path, yaml_text: str, models: dict[str, Path]) -> tuple[Tensors, Tensors]:
+def merge_both(
+    tmp_path: Path, yaml_text: str, models: dict[str, Path], compute_dtype: str | None = None
+) -> tuple[Tensors, Tensors]:
     """Run the YAML (``{base}``, ``{m1}``, … filled in) through skillmerge and mergekit; both outputs."""
     config = tmp_path / "merge.yaml"
     for key, path in models.items():
         yaml_text = yaml_text.replace("{" + key + "}", str(path))
     config.write_text(yaml_text)
-    run(config, tmp_path / "ours", progress=False)
+    run(config, tmp_path / "ours", progress=False, compute_dtype=compute_dtype)
     done = subprocess.run(
         [str(MERGEKIT), str(config), str(tmp_path / "mergekit"), "--quiet", "--no-copy-tokenizer", "-j", "1"],
         capture_output=True,
@@ -75,13 +78,14 @@ def merge_both(tmp_path: Path, yaml_text: str, models: dict[str, Path]) -> tuple
         timeout=300,
     )
     assert done.returncode == 0, f"mergekit-yaml failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-    ours, theirs = read(tmp_path / "ours"), read(tmp_path / "mergekit")
+    ours, theirs = read(tmp_path / "ours", raw=True), read(tmp_path / "mergekit", raw=True)
     assert set(ours) == set(theirs), sorted(set(ours) ^ set(theirs))
     return ours, theirs
 
 
 def relative_differences(ours: Tensors, theirs: Tensors) -> dict[str, float]:
     """max |ours − mergekit| / max |mergekit| per tensor."""
+    ours, theirs = {k: v.float() for k, v in ours.items()}, {k: v.float() for k, v in theirs.items()}
     return {
         name: float((ours[name] - theirs[name]).abs().max() / theirs[name].abs().max().clamp_min(1e-30))
         for name in theirs
@@ -94,14 +98,20 @@ def assert_same(ours: Tensors, theirs: Tensors) -> None:
     assert diffs[worst] <= RTOL, f"{worst}: relative difference {diffs[worst]:.3g} > {RTOL}"
 
 
-def yaml(method: str, models: str, base: str | None = None, parameters: dict[str, Any] | None = None) -> str:
+def yaml(
+    method: str,
+    models: str,
+    base: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    dtype: str = "float32",
+) -> str:
     lines = [f"merge_method: {method}"]
     if base is not None:
         lines.append(f"base_model: {base}")
     lines += ["models:", models.strip("\n")]
     if parameters:
         lines.append("parameters: {" + ", ".join(f"{k}: {v}" for k, v in parameters.items()) + "}")
-    lines.append("dtype: float32")
+    lines.append(f"dtype: {dtype}")
     return "\n".join(lines) + "\n"
 
 
@@ -163,6 +173,57 @@ def test_matches_mergekit_exactly(case: str, tmp_path: Path, models: dict[str, P
         name = "model.layers.0.self_attn.o_proj.weight"
         source = read(models["m1"])[name]
         assert torch.allclose(ours[name], 0.5 * source)
+
+
+# ---------------------------------------------------------------- half precision: compute_dtype
+
+# mergekit computes in its ``dtype``; ``compute_dtype: dtype`` reproduces that. The inputs are stored in fp32,
+# so the rounding of the inputs to the dtype is part of what is compared.
+HALF: dict[str, str] = {
+    "task_arithmetic": yaml("task_arithmetic", two("0.5", "0.3"), "'{base}'", {"lambda": 0.9}, "{dtype}"),
+    "ties": yaml("ties", two("0.6", "0.4", ", density: 0.5"), "'{base}'", None, "{dtype}"),
+    "slerp": yaml("slerp", WITH_BASE + "  - model: '{m1}'\n", "'{base}'", {"t": 0.3}, "{dtype}"),
+}
+
+
+def bit_differences(ours: Tensors, theirs: Tensors) -> tuple[int, int, float]:
+    """(entries whose bits differ, entries, max |ours − mergekit|)."""
+    differing = sum(int((ours[n].view(torch.int16) != theirs[n].view(torch.int16)).sum()) for n in theirs)
+    worst = max(float((ours[n].float() - theirs[n].float()).abs().max()) for n in theirs)
+    return differing, sum(t.numel() for t in theirs.values()), worst
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("method", sorted(HALF))
+def test_compute_dtype_reproduces_mergekit_bitwise(
+    method: str, dtype: str, tmp_path: Path, models: dict[str, Path]
+) -> None:
+    ours, theirs = merge_both(tmp_path, HALF[method].replace("{dtype}", dtype), models, "dtype")
+    assert all(t.dtype == getattr(torch, dtype) for t in [*ours.values(), *theirs.values()])
+    differing, total, worst = bit_differences(ours, theirs)
+    if method == "slerp" and dtype == "float16":
+        # measured: 2 of 22688 entries one fp16 ulp apart (≤ 7.7e-6): mergekit's angle and mix scalars are
+        # evaluated with other float32 roundings than ours; bfloat16's coarser grid hides them
+        assert differing <= total // 1000 and worst <= 1.6e-5, (differing, worst)
+    else:
+        assert differing == 0, f"{differing} of {total} entries differ (max {worst:.3g})"
+
+
+def test_default_fp32_compute_differs_from_mergekit_at_bf16_and_is_closer_to_fp64(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    """The default merges in fp32 and rounds once: not mergekit's bits, but nearer the exact result."""
+    ours, theirs = merge_both(tmp_path, HALF["task_arithmetic"].replace("{dtype}", "bfloat16"), models)
+    differing, total, _ = bit_differences(ours, theirs)
+    assert differing > total // 10
+    base, m1, m2 = (read(models[k]) for k in ("base", "m1", "m2"))
+    ours_err = theirs_err = 0.0
+    for name in theirs:
+        b = base[name].double()
+        exact = b + 0.9 * (0.5 * (m1[name].double() - b) + 0.3 * (m2[name].double() - b))
+        ours_err += float((ours[name].double() - exact).abs().sum())
+        theirs_err += float((theirs[name].double() - exact).abs().sum())
+    assert ours_err < 0.8 * theirs_err, (ours_err, theirs_err)
 
 
 # ---------------------------------------------------------------- random drops: by distribution

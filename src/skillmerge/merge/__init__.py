@@ -43,13 +43,15 @@ def run(
     overwrite: bool = False,
     dry_run: bool = False,
     progress: bool | None = None,
+    compute_dtype: str | None = None,
 ) -> MergeResult:
     """Validate ``config`` against its inputs, then merge into ``out_dir`` (atomically).
 
     ``config`` is a :class:`MergeConfig` or a YAML path (our form or mergekit's). With ``dry_run`` nothing is
     written: the result carries the plan (tensors, bytes, estimated memory). ``progress`` shows a bar over
-    tensors (default: when stderr is a terminal). Bad input raises a one-line :class:`UsageError`/
-    :class:`ModelError` and leaves nothing at ``out_dir``.
+    tensors (default: when stderr is a terminal). ``compute_dtype`` replaces the config's (``float32``,
+    ``float16``, ``bfloat16`` or ``dtype``: mergekit's half-precision arithmetic). Bad input raises a
+    one-line :class:`UsageError`/:class:`ModelError` and leaves nothing at ``out_dir``.
     """
     from skillmerge.merge.config import MergeConfig, load_merge_config
     from skillmerge.merge.engine import MergeResult, execute
@@ -57,6 +59,8 @@ def run(
 
     if not isinstance(config, MergeConfig):
         config = load_merge_config(config)
+    if compute_dtype is not None:
+        config = config.with_compute_dtype(compute_dtype)
     out_dir = Path(out_dir)
     if not dry_run and out_dir.exists() and not overwrite:
         raise OutputExistsError(f"{out_dir}: output exists (pass --overwrite to replace it)")

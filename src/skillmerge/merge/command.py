@@ -1,4 +1,5 @@
-"""``skillmerge merge CONFIG --out DIR [--dry-run] [--overwrite]``: a thin layer over ``merge.run``."""
+"""``skillmerge merge CONFIG --out DIR [--dry-run] [--overwrite] [--compute-dtype D]``: a thin layer over
+``merge.run``."""
 
 from __future__ import annotations
 
@@ -20,11 +21,19 @@ def merge_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing output directory.")
     ] = False,
+    compute_dtype: Annotated[
+        str | None,
+        typer.Option(
+            "--compute-dtype",
+            help="float32 (default: merge in fp32, cast once), or dtype / float16 / bfloat16: compute in "
+            "that precision as mergekit does, to reproduce a half-precision mergekit merge bit for bit.",
+        ),
+    ] = None,
 ) -> None:
     """Merge models tensor by tensor (task arithmetic, TIES, DARE, ...) into an HF directory."""
     from skillmerge.merge import run
 
-    result = run(config, out, overwrite=overwrite, dry_run=dry_run)
+    result = run(config, out, overwrite=overwrite, dry_run=dry_run, compute_dtype=compute_dtype)
     typer.echo(result.description)
     if dry_run:
         typer.echo("dry run: nothing written")

@@ -13,11 +13,23 @@ Our YAML form (mergekit YAML is accepted too, see :mod:`skillmerge.merge.mergeki
         parameters: {density: 0.7}      # per-model method parameters
     parameters: {}                      # method parameters (a per-model key here is every model's default)
     dtype: bfloat16                     # output dtype (default: each tensor's dtype in the base)
+    compute_dtype: float32              # the method's arithmetic: float32 (default) or dtype (as mergekit)
     seed: 0
     overrides:                          # later entries win; selected by a regex searched in the tensor name
       - {pattern: "embed_tokens|lm_head", models: [safety], weight: 0.2}
 
 Relative model paths in a YAML file are resolved against the file's directory.
+
+Precision (``compute_dtype``): by default every tensor is converted to float32, merged in float32 and cast
+to ``dtype`` once, the most accurate choice. ``compute_dtype: dtype`` (or ``float16`` / ``bfloat16``)
+reproduces mergekit, which computes in its ``dtype`` (without ``dtype``: each tensor's dtype in the
+base): the inputs are rounded to that dtype and the method's
+arithmetic runs in it, in mergekit's order of operations (measured against mergekit 0.1.5, see
+tests/test_mergekit_parity.py): task vectors θ_i − θ_base in the dtype, Σ_i w_i·τ_i as one reduction over the
+stacked weighted vectors (weights rounded to the dtype), TIES' top-k ties broken as torch's descending sort
+breaks them, while slerp rounds only its inputs and computes its angle and mix in float32. Use it to rebuild a
+published half-precision mergekit merge bit for bit; it is less accurate than the default. A mergekit
+YAML's ``out_dtype`` becomes our ``dtype``: when it differs from mergekit's ``dtype``, name that one here.
 
 Gradients: any weight or numeric parameter (in ``models``, ``parameters``, ``overrides`` or ``slices``) may be
 a list of numbers, interpolated over the layers (:mod:`skillmerge.merge.gradients`): ``t: [0, 0.5, 1]``.
@@ -60,6 +72,7 @@ Gradient = Annotated[list[Number], Field(min_length=1)]
 WeightValue = Number | Gradient
 
 DTYPES = ("float32", "float16", "bfloat16")
+COMPUTE_DTYPES = ("float32", "float16", "bfloat16", "dtype")
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
@@ -148,6 +161,7 @@ class MergeConfig(BaseModel):
     slices: list[Slice] | None = Field(default=None, min_length=1)
     parameters: dict[str, Any] = Field(default_factory=dict)
     dtype: Literal["float32", "float16", "bfloat16"] | None = None
+    compute_dtype: Literal["float32", "float16", "bfloat16", "dtype"] = "float32"
     seed: int = 0
     device: str = "cpu"
     tokenizer_source: str = "base"
@@ -355,6 +369,12 @@ class MergeConfig(BaseModel):
             if key not in allowed:
                 raise ValueError(f"parameters.{key}: not a parameter of method {self.method}")
         return self
+
+    def with_compute_dtype(self, compute_dtype: str) -> MergeConfig:
+        """A copy computing in ``compute_dtype`` (validated; a one-line UsageError otherwise)."""
+        if compute_dtype not in COMPUTE_DTYPES:
+            raise UsageError(f"compute_dtype: {compute_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
+        return self.model_copy(update={"compute_dtype": compute_dtype})
 
     @property
     def max_shard_bytes(self) -> int:

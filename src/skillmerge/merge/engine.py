@@ -142,12 +142,23 @@ def _finite(tensor: torch.Tensor, owner: InputModel, name: str) -> torch.Tensor:
     return tensor
 
 
+def compute_dtype(plan: MergePlan, task: TensorTask) -> torch.dtype:
+    """The dtype ``task``'s inputs are converted to and merged in: float32 unless the config's
+    ``compute_dtype`` asks for a half precision (``dtype``: the task's output dtype, as mergekit)."""
+    name = plan.config.compute_dtype
+    if name == "dtype":
+        return task.out_dtype if task.out_dtype.is_floating_point else torch.float32
+    return getattr(torch, name)
+
+
 def merge_tensor(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch.Tensor:
-    """Run the method on one tensor's inputs (fp32 on the plan's device); returns the output-dtype tensor."""
+    """Run the method on one tensor's inputs (fp32, or the compute dtype, on the plan's device); returns the
+    output-dtype tensor."""
     device = torch.device(plan.config.device)
+    compute = compute_dtype(plan, task)
 
     def fp32(raw: torch.Tensor, owner: InputModel) -> torch.Tensor:
-        return _finite(raw.to(device=device, dtype=torch.float32), owner, task.name)
+        return _finite(raw.to(device=device, dtype=compute), owner, task.name)
 
     if not task.merge:  # integer buffers and the like: the reference's value, unchanged
         raw = loaded.base if loaded.base is not None else loaded.models[0]
@@ -155,8 +166,13 @@ def merge_tensor(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch.Te
     task_models = plan.task_models(task)
     full_models = all(model.kind == "model" for model in task_models)
     if plan.method.elementwise and full_models:
-        return _merge_chunked(plan, task, loaded, device)
-    if streams(plan.method, device) and full_models and numel(task.shape) and loaded.base is not None:
+        return _merge_chunked(plan, task, loaded, device, compute)
+    if (
+        streams(plan.method, device, compute)
+        and full_models
+        and numel(task.shape)
+        and loaded.base is not None
+    ):
         return _merge_streamed(plan, task, loaded)
     base = fp32(loaded.base, plan.base) if loaded.base is not None and plan.base is not None else None
     loaded.base = None  # drop raw (e.g. bf16) buffers as soon as their fp32 copy exists
@@ -205,10 +221,12 @@ def merge_tensor(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch.Te
     return out.to(dtype=task.out_dtype).to("cpu")
 
 
-def _merge_chunked(plan: MergePlan, task: TensorTask, loaded: _Loaded, device: torch.device) -> torch.Tensor:
+def _merge_chunked(
+    plan: MergePlan, task: TensorTask, loaded: _Loaded, device: torch.device, compute: torch.dtype
+) -> torch.Tensor:
     """An elementwise method over flat slices of CHUNK_ELEMENTS entries, written straight into the output.
 
-    Bitwise equal to one whole-tensor call (each entry goes through the same fp32 operations), but only a
+    Bitwise equal to one whole-tensor call (each entry goes through the same operations), but only a
     chunk of fp32 operands exists at a time and they stay in cache across the method's passes. Inputs are
     not checked one by one: any NaN/inf in an input makes these methods' output non-finite, so only a
     non-finite output chunk pays for finding (and naming) the bad input.
@@ -229,7 +247,7 @@ def _merge_chunked(plan: MergePlan, task: TensorTask, loaded: _Loaded, device: t
     chunk = CHUNK_ELEMENTS  # read at call time, so tests can force many small slices
     for start in range(0, max(total, 1), chunk):  # an empty tensor still gets one (empty) call
         stop = min(start + chunk, total)
-        parts = [flat[start:stop].to(device=device, dtype=torch.float32) for flat in flats]
+        parts = [flat[start:stop].to(device=device, dtype=compute) for flat in flats]
         base = parts[0] if has_base else None
         models = parts[1:] if has_base else parts
         inputs = TensorInputs(

@@ -44,11 +44,16 @@ CHUNK_ELEMENTS = 1 << 18
 PREFETCH_BYTES = 256 * 1024**2
 
 
-def streams(method: MergeMethod, device: str | torch.device) -> bool:
+def streams(
+    method: MergeMethod, device: str | torch.device, compute: torch.dtype | str = torch.float32
+) -> bool:
     """Whether the engine runs ``method`` as a streamed method (two phases over slices) on ``device``.
 
     Only on the CPU: a CUDA generator's draws depend on the shape drawn, so slices would change DARE's masks.
+    Only in float32: a half-precision merge (``compute_dtype``) follows mergekit's whole-tensor operations.
     """
+    if compute not in (torch.float32, "float32"):
+        return False
     return not method.elementwise and method.streamed is not None and torch.device(device).type == "cpu"
 
 
@@ -99,7 +104,11 @@ class MergePlan:
         n = len(self.models)
         largest = max((numel(t.shape) for t in self.tensors), default=0)
         lora = any(m.kind == "lora" for m in self.models)
-        if lora or not (self.method.elementwise or streams(self.method, self.config.device)):
+        compute = self.config.compute_dtype
+        streamed = streams(
+            self.method, self.config.device, self.config.dtype if compute == "dtype" else compute
+        )
+        if lora or not (self.method.elementwise or streamed):
             working = largest
         else:
             # a slice is CHUNK_ELEMENTS long, or one row where DELLA needs whole rows longer than that

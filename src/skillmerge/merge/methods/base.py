@@ -4,6 +4,10 @@ A method is a pure function on the tensors of ONE parameter name: it never reads
 dtypes, or seeds global RNGs — the engine does all of that. The engine hands it a :class:`TensorInputs` in
 fp32 and a ``torch.Generator`` seeded from (merge seed, tensor name), so results do not depend on thread
 count or tensor order.
+
+With the config's ``compute_dtype`` set to a half precision, the inputs come in float16/bfloat16 instead
+and a method computes in that dtype; where the order of operations decides the bits (sums over models,
+ties in a top-k) it then follows mergekit's order (:func:`half_precision` tells which case holds).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ __all__ = [
     "StreamedFn",
     "TensorInputs",
     "TensorSlices",
+    "half_precision",
 ]
 
 
@@ -44,6 +49,11 @@ class TensorInputs:
     deltas: list[torch.Tensor] | None
     weights: list[float]
     model_params: list[BaseModel] = field(default_factory=list)
+
+
+def half_precision(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is float16/bfloat16: a merge computed in the output dtype, as mergekit does."""
+    return tensor.dtype in (torch.float16, torch.bfloat16)
 
 
 def task_vector(model: torch.Tensor, base: torch.Tensor) -> torch.Tensor:

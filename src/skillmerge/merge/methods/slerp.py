@@ -16,7 +16,7 @@ import math
 import torch
 
 from skillmerge.errors import UsageError
-from skillmerge.merge.methods.base import MergeMethod, MethodParams, TensorInputs
+from skillmerge.merge.methods.base import MergeMethod, MethodParams, TensorInputs, half_precision
 from skillmerge.merge.params import Number
 
 COLINEAR_DOT = 0.9995
@@ -34,8 +34,11 @@ def slerp_tensors(
 ) -> torch.Tensor:
     """slerp(t; a, b) as in the module docstring; fp32 tensors, scalar coefficients in double.
 
-    ``colinear_dot`` is the |cos Ω| above which lerp is used (nuslerp passes a tighter one).
+    ``colinear_dot`` is the |cos Ω| above which lerp is used (nuslerp passes a tighter one). Half-precision
+    endpoints (``compute_dtype``) are mixed in float32 and the result rounded back, as mergekit does.
     """
+    if half_precision(a):
+        return slerp_tensors(t, a.float(), b.float(), colinear_dot).to(a.dtype)
     norm_a = float(torch.linalg.vector_norm(a))
     norm_b = float(torch.linalg.vector_norm(b))
     dot = float(torch.dot(a.reshape(-1), b.reshape(-1)))

@@ -25,7 +25,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field
 
-from skillmerge.merge.methods.base import ModelParams
+from skillmerge.merge.methods.base import ModelParams, half_precision
 
 Density = Annotated[float, Field(strict=True, gt=0, le=1)]
 """Fraction of a task vector's entries to keep, in (0, 1]."""
@@ -51,7 +51,8 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean mask of the ``k`` largest entries of ``scores``; equal values: lower flat index first.
 
     Uses a selection (``kthvalue``, O(n)) instead of a full sort; the tie rule makes the result exact,
-    deterministic and nested (``top_k_mask(s, k1) ⊇ top_k_mask(s, k2)`` for ``k1 ≥ k2``).
+    deterministic and nested (``top_k_mask(s, k1) ⊇ top_k_mask(s, k2)`` for ``k1 ≥ k2``). Half-precision
+    scores (``compute_dtype``) are ranked as mergekit ranks them: the first k of torch's descending sort.
     """
     flat = scores.reshape(-1)
     n = flat.numel()
@@ -59,6 +60,11 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
         return torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
     if k >= n:
         return torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
+    if half_precision(flat):
+        # equal magnitudes are common in 16 bits; mergekit breaks their ties as torch's descending sort does
+        mask = torch.zeros(n, dtype=torch.bool, device=scores.device)
+        mask[torch.sort(flat, descending=True).indices[:k]] = True
+        return mask.reshape(scores.shape)
     threshold = torch.kthvalue(flat, n - k + 1).values
     keep = flat > threshold
     at_threshold = flat == threshold
@@ -204,6 +210,8 @@ def disjoint_sum(deltas: list[torch.Tensor], weights: list[float]) -> tuple[torc
     """
     if len(deltas) != len(weights):
         raise ValueError(f"{len(weights)} weights for {len(deltas)} task vectors")
+    if half_precision(deltas[0]):
+        return _disjoint_sum_stacked(deltas, weights)
     # w_i·δ_i is recomputed in the second pass instead of kept in a list: the same values (and the same sum
     # as elect_sign's) with one full-size temporary alive instead of one per model.
     total = torch.zeros_like(deltas[0])
@@ -219,3 +227,16 @@ def disjoint_sum(deltas: list[torch.Tensor], weights: list[float]) -> tuple[torc
         mixed += w_delta.masked_fill_(~agree, 0.0)
         divisor += agree * weight
     return mixed, divisor
+
+
+def _disjoint_sum_stacked(
+    deltas: list[torch.Tensor], weights: list[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`disjoint_sum` in mergekit's half-precision order: weights rounded to the dtype, each sum one
+    reduction over the stacked models."""
+    sample = deltas[0]
+    scale = torch.tensor(weights, dtype=sample.dtype, device=sample.device).view(-1, *[1] * sample.dim())
+    weighted = torch.stack(deltas) * scale
+    elected = torch.where(weighted.sum(dim=0) >= 0, 1.0, -1.0).to(sample.dtype)
+    agree = torch.sign(weighted) == elected
+    return (weighted * agree).sum(dim=0), (scale * agree).sum(dim=0)

@@ -20,7 +20,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from skillmerge.errors import UsageError
-from skillmerge.merge.methods.base import MethodParams, ModelParams, TensorInputs, task_vector
+from skillmerge.merge.methods.base import (
+    MethodParams,
+    ModelParams,
+    TensorInputs,
+    half_precision,
+    task_vector,
+)
 from skillmerge.merge.methods.sparsify import RescaleNorm, disjoint_sum
 from skillmerge.merge.params import Number
 
@@ -106,6 +112,13 @@ def combine_task_vectors(
         mixed, divisor = disjoint_sum(deltas, weights)
         if normalize:
             mixed /= torch.where(divisor == 0, 1.0, divisor)
+    elif half_precision(base):
+        # mergekit's order: the weights rounded to the dtype, one reduction over the stacked products
+        scale = torch.tensor(weights, dtype=base.dtype, device=base.device).view(-1, *[1] * base.dim())
+        mixed = (torch.stack(deltas) * scale).sum(dim=0)
+        scale_sum = scale.sum()
+        if normalize and abs(float(scale_sum)) >= 1e-8:
+            mixed /= scale_sum
     else:
         mixed = torch.zeros_like(base)
         for delta, weight in zip(deltas, weights, strict=True):
