@@ -12,7 +12,14 @@ import yaml
 from safetensors.torch import save_file
 
 from model_factory import PLAN_CONFIG
-from skillmerge.demo import SHARED_REPLAY, WORLD_SIZES, results_record, shared_replay, write_data_inputs
+from skillmerge.demo import (
+    SHARED_REPLAY,
+    WORLD_SIZES,
+    results_record,
+    shared_replay,
+    step_seconds,
+    write_data_inputs,
+)
 from skillmerge.experiment.dag import expand
 from skillmerge.experiment.estimate import plan_text
 from skillmerge.experiment.spec import load_spec
@@ -161,3 +168,12 @@ def test_full_demo_general_mix_is_ten_times_the_largest_skill_sample() -> None:
         largest = max(skill["sizes"]["caps"]) * tasks[skill["name"]] + SHARED_REPLAY[True]
         assert general >= 10 * largest, (skill["name"], general, largest)
         assert WORLD_SIZES[True][skill["name"]] >= max(skill["sizes"]["caps"]) * tasks[skill["name"]]
+
+
+def test_step_seconds_sums_every_finished_steps_own_time(tmp_path: Path) -> None:
+    for name, seconds in (("train--general.1", 540.5), ("eval--general.2", 17.25)):
+        (tmp_path / "steps" / name).mkdir(parents=True)
+        (tmp_path / "steps" / name / "manifest.json").write_text(json.dumps({"seconds": seconds}))
+    (tmp_path / "steps" / "merge--failed.3").mkdir()  # a failed step has no manifest: not counted
+    assert step_seconds(tmp_path) == pytest.approx(557.75)
+    assert step_seconds(tmp_path / "empty") == 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from skillmerge.errors import UsageError
-from skillmerge.experiment.select import heuristic_omega, pick_omega
+from skillmerge.experiment.select import heuristic_omega, least_harm_omega, pick_omega
 
 
 def test_heuristic_omega_is_skill_over_general_size() -> None:
@@ -40,3 +40,15 @@ def test_pick_returns_none_when_no_omega_qualifies() -> None:
 
 def test_pick_with_zero_epsilon_needs_the_baseline_itself() -> None:
     assert pick_omega({0.1: (10.0, 60.0), 0.2: (20.0, 59.99)}, 60.0, 0.0) == 0.1
+
+
+def test_least_harm_takes_the_highest_general_score_then_skill_then_smaller_omega() -> None:
+    assert least_harm_omega({0.5: (90.0, 40.0), 1.0: (95.0, 30.0), 1.5: (99.0, 20.0)}) == 0.5
+    assert least_harm_omega({0.5: (80.0, 40.0), 1.0: (95.0, 40.0)}) == 1.0
+    assert least_harm_omega({0.5: (95.0, 40.0), 1.0: (95.0, 40.0)}) == 0.5
+    assert least_harm_omega({0.5: (float("nan"), 41.0), 1.0: (95.0, 40.0)}) == 0.5
+
+
+def test_least_harm_is_none_without_a_finite_general_score() -> None:
+    assert least_harm_omega({0.5: (90.0, float("nan"))}) is None
+    assert least_harm_omega({}) is None

@@ -158,6 +158,8 @@ def run(
         "machine": machine,
         "full": full,
         "steps": {"total": len(summary.outcomes), "ran": sum(o.outcome == "ran" for o in summary.outcomes)},
+        # A resumed run's wall time covers only its last invocation; this sums every step's own seconds.
+        "step_seconds": round(step_seconds(out / "run"), 1),
         "report": str(report_dir / "report.html"),
         "findings": json.loads(json.dumps(found, default=str)),
     }
@@ -174,6 +176,15 @@ def run(
         tmp.replace(path)
     console.rule(f"done in {wall:.0f} s — report: {report_dir / 'report.html'}")
     return record
+
+
+def step_seconds(run_dir: Path) -> float:
+    """The seconds every finished step of ``run_dir`` took when it ran (its manifest's ``seconds``), summed:
+    the run's compute time across however many invocations it took."""
+    total = 0.0
+    for manifest in sorted((run_dir / "steps").glob("*/manifest.json")):
+        total += float(json.loads(manifest.read_text(encoding="utf-8")).get("seconds", 0.0))
+    return total
 
 
 def results_record(previous: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:

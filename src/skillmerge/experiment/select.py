@@ -5,6 +5,8 @@
   with the highest skill score. Ties on skill score go to the higher general score, then to the smaller ω
   (the smaller step away from θ_G). When no ω qualifies the pick is ``None``: the caller reports that rather
   than silently taking an ω that breaks the constraint.
+- Least harm (:func:`least_harm_omega`): the swept ω with the highest general score, for a merge that must be
+  made even when no ω keeps the constraint (the all-skills merge records that it fell back).
 """
 
 from __future__ import annotations
@@ -42,3 +44,17 @@ def pick_omega(
         return None
     best = max(qualified, key=lambda row: (row[0], row[1], -row[2]))
     return best[2]
+
+
+def least_harm_omega(sweep: Mapping[float, tuple[float, float]]) -> float | None:
+    """The ω of ``sweep`` (ω → ``(skill_score, general_score)``) with the highest general score.
+
+    Ties go to the higher skill score, then to the smaller ω; non-finite general scores never count, so
+    ``None`` means no ω has one.
+    """
+    finite = [
+        (general, skill if math.isfinite(skill) else -math.inf, -omega)
+        for omega, (skill, general) in sweep.items()
+        if math.isfinite(general)
+    ]
+    return -max(finite)[2] if finite else None

@@ -204,8 +204,12 @@ def run_multi_merge(step: Step, config: MultiMergeConfig, ctx: StepContext, out:
     """
     from skillmerge.merge.overlap import task_vector_overlap
 
-    omegas = [_multi_omega(step, config, ctx, model) for model in config.models]
+    picks = [_multi_omega(step, config, ctx, model) for model in config.models]
+    omegas = [omega for omega, _ in picks]
     result = _merge(step, config.merge, list(config.models), omegas, config.parameters, ctx, out)
+    notes = [note for _, note in picks if note is not None]
+    if notes:
+        result["omega_notes"] = notes
     skill_models = {s: ctx.output(m) / MODEL_DIR for s, m in zip(config.skills, config.models, strict=True)}
     result["overlap"] = task_vector_overlap(step.inputs["base"].path, skill_models)
     return result
@@ -268,13 +272,17 @@ def merge_peak_bytes(step: Step, ctx: StepContext) -> int:
     return int(planned.plan["estimated_peak_bytes"])
 
 
-def _multi_omega(step: Step, config: MultiMergeConfig, ctx: StepContext, model: str) -> float:
-    """ω_k of one skill model: ``|D_k| / |G|``, or the ω its PTM sweep picked on validation data."""
-    from skillmerge.experiment.select import heuristic_omega, pick_omega
+def _multi_omega(
+    step: Step, config: MultiMergeConfig, ctx: StepContext, model: str
+) -> tuple[float, str | None]:
+    """ω_k of one skill model and a note when it is a fallback: ``|D_k| / |G|``, or the ω its PTM sweep
+    picked on validation data — or, when no swept ω keeps general ≥ (1 − ε)·θ_G, the one that keeps the
+    most general score (the merge is still made; the note says the constraint was not met)."""
+    from skillmerge.experiment.select import heuristic_omega, least_harm_omega, pick_omega
 
     skill = _config(ctx, ctx.skill_data(_config(ctx, model, TrainStepConfig)), DataConfig).skill
     if config.omega_rule == "heuristic":
-        return heuristic_omega(ctx.data_count(model), ctx.data_count(config.general_data))
+        return heuristic_omega(ctx.data_count(model), ctx.data_count(config.general_data)), None
     sweep: dict[float, tuple[float, float]] = {}
     baseline: float | None = None
     if config.general_validation is not None:
@@ -290,12 +298,16 @@ def _multi_omega(step: Step, config: MultiMergeConfig, ctx: StepContext, model: 
     if baseline is None or not sweep:
         raise UsageError(f"step {step.id}: no validation results for skill {skill!r}")
     picked = pick_omega(sweep, baseline, config.epsilon)
-    if picked is None:
-        eps = config.epsilon
-        raise UsageError(
-            f"step {step.id}: no ω keeps general ≥ (1 − {eps})·{baseline:.2f} for skill {skill!r}"
-        )
-    return picked
+    if picked is not None:
+        return picked, None
+    fallback = least_harm_omega(sweep)
+    if fallback is None:
+        raise UsageError(f"step {step.id}: no validation ω of skill {skill!r} has a general score")
+    general = sweep[fallback][1]
+    return fallback, (
+        f"{skill}: no swept ω keeps general ≥ (1 − {config.epsilon})·{baseline:.2f}; took ω {fallback:g}, "
+        f"the one that keeps the most (general {general:.2f})"
+    )
 
 
 def _config(ctx: StepContext, step_id: str, kind: type[C]) -> C:
