@@ -38,7 +38,8 @@ def _num(value: float | None, fmt: str = "{:.1f}") -> str:
 
 
 def _rows(results: Results, skill: str, method: str) -> list[EvalRow]:
-    return [r for r in results.test_rows() if r.skill == skill and r.method == method and not r.skills]
+    # Single-skill rows (a multi-skill merge's row names several skills).
+    return [r for r in results.test_rows() if r.skill == skill and r.method == method and len(r.skills) <= 1]
 
 
 def _sizes(results: Results, skill: str) -> list[str]:
@@ -59,10 +60,16 @@ def _steps(cost: Cost | None) -> str:
 
 def setup_section(results: Results, record: dict[str, Any]) -> list[str]:
     general = _cost(results, "general", None, None)
+    invocations = record.get("invocations") or [
+        {"wall_seconds": record["wall_seconds"], "steps_ran": record["steps"]["ran"]}
+    ]
+    ran = sum(i["steps_ran"] for i in invocations)
+    spread = "" if len(invocations) == 1 else f" over {len(invocations)} invocations"
     lines = [
         f"Wall time **{record['wall_seconds']:,.0f} s** ({record['wall_seconds'] / 60:.0f} min) for "
-        f"{record['steps']['ran']} steps (of {record['steps']['total']}) on a machine whose fp32 matmul "
-        f"probe read **{record['machine_gflops']:.0f} GFLOP/s** ({record['machine']['threads']} threads).",
+        f"{ran} steps (of {record['steps']['total']}){spread}; the steps' own times sum to "
+        f"{record.get('step_seconds', record['wall_seconds']):,.0f} s. The machine's fp32 matmul probe read "
+        f"**{record['machine_gflops']:.0f} GFLOP/s** ({record['machine']['threads']} threads).",
         "",
         "| skill | size | θ_D steps / tokens (PTM's cost) | RT steps / tokens | θ_D / RT tokens |",
         "|---|---|---:|---:|---:|",
