@@ -381,7 +381,7 @@ def demo(
     full: Annotated[
         bool,
         typer.Option(
-            "--full", help="Two skills at two sizes, |G| ≫ |D|, every arm and merge method (hours on a CPU)."
+            "--full", help="Two skills at two sizes, |G| ≫ |D|, every arm and merge method (~2 h on 2 cores)."
         ),
     ] = False,
     results: Annotated[
