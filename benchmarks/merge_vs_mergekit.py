@@ -4,7 +4,8 @@ Both tools get the SAME mergekit YAML file (skillmerge accepts mergekit's form) 
 alternating (ours, mergekit, ours, mergekit, ...), on the same machine. Per child:
 
     wall       = seconds from spawn to exit (includes Python + torch import, ~2 s for either tool)
-    peak RSS   = ru_maxrss of that child (os.wait4), resident pages incl. memory-mapped input pages
+    peak RSS   = ru_maxrss of that child (os.wait4), resident pages incl. memory-mapped input pages; each
+                 child is spawned by a small launcher (Linux carries a spawner's peak into its child's)
     I/O floor  = seconds for a plain streaming copy of the same bytes: read every input weight file in
                  16 MiB chunks and write as many bytes as the merge output (no compute, no fsync)
     floor frac = floor seconds / our merge seconds   (1.0 = we run at disk/page-cache speed)
@@ -219,18 +220,43 @@ def mergekit_yaml(method: str, inputs: list[Path], dtype: str, out_dtype: str | 
     return "\n".join(lines) + "\n"
 
 
-def timed_child(cmd: list[str]) -> dict[str, float]:
-    """Run ``cmd``; wall seconds and the child's own peak RSS (os.wait4 rusage)."""
+# Linux keeps a process's RSS high-water mark across fork and exec: a child spawned by this (large,
+# model-holding) process would report at least this process's peak. So every measured child is spawned by
+# a small launcher process started before anything large is loaded, and reports its own peak only.
+_LAUNCHER_SCRIPT = """
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    cmd = json.loads(line)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{output.decode(errors='replace')[-3000:]}")
-    return {"wall_s": wall, "peak_rss_bytes": usage.ru_maxrss * 1024}
+    reply = {"wall_s": time.perf_counter() - start, "rc": os.waitstatus_to_exitcode(status),
+             "maxrss_kib": usage.ru_maxrss, "tail": output.decode(errors="replace")[-3000:]}
+    print(json.dumps(reply), flush=True)
+"""
+_launcher: subprocess.Popen[str] | None = None
+
+
+def start_launcher() -> None:
+    """Start the small process that spawns every measured child (call before loading any model)."""
+    global _launcher
+    if _launcher is None:
+        _launcher = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCHER_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+
+def timed_child(cmd: list[str]) -> dict[str, float]:
+    """Run ``cmd`` through the launcher; wall seconds and the child's own peak RSS (os.wait4 rusage)."""
+    start_launcher()
+    assert _launcher is not None and _launcher.stdin is not None and _launcher.stdout is not None
+    _launcher.stdin.write(json.dumps(cmd) + "\n")
+    _launcher.stdin.flush()
+    reply = json.loads(_launcher.stdout.readline())
+    if reply["rc"] != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({reply['rc']}):\n{reply['tail']}")
+    return {"wall_s": reply["wall_s"], "peak_rss_bytes": reply["maxrss_kib"] * 1024}
 
 
 def io_floor(inputs: list[Path], out_bytes: int, scratch: Path) -> float:
@@ -459,6 +485,7 @@ def main() -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"--methods: unknown {', '.join(unknown)} (known: {', '.join(METHODS)})")
+    start_launcher()  # before any model is loaded here (see timed_child)
     mergekit = ensure_mergekit()
     cases: list[dict[str, Any]] = []
     n_params = None
