@@ -240,3 +240,57 @@ def test_left_padding_keeps_absolute_positions(backend: HFBackend) -> None:
     assert gpt2.generate_ids(prompts, params) == _with(gpt2, 1).generate_ids(prompts, params)
     requests = [(c, "the cat") for c in CONVERSATIONS]
     assert gpt2.loglikelihood(requests) == pytest.approx(_with(gpt2, 1).loglikelihood(requests), abs=1e-4)
+
+
+SYSTEM = {"role": "system", "content": "You are a careful assistant who answers in one short sentence."}
+SHARED = [[SYSTEM, *c] if c[0]["role"] == "user" else [SYSTEM, *c[1:]] for c in CONVERSATIONS]
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_shared_prefix_runs_once_and_changes_no_score(
+    backend: HFBackend, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Requests opening with the same system turn: the prefix runs once into a cache that every batch copies.
+    # Scores must equal those of full-sequence batches (GPT-2's absolute positions would expose an offset).
+    import skillmerge.evaluate.generate as generate
+
+    model = backend.model
+    if kind == "gpt2":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        torch.manual_seed(0)
+        config = GPT2Config(
+            vocab_size=len(backend.tokenizer),
+            n_positions=256,
+            n_embd=64,
+            n_layer=2,
+            n_head=2,
+            initializer_range=0.1,
+        )
+        model = GPT2LMHeadModel(config).eval()
+    shared = HFBackend(model, backend.tokenizer, backend.template, batch_size=3)
+    requests = [
+        (c, cont) for c, cont in zip(SHARED, ["4.", " the cat", "Hi", "a", "111", "2", "cat"], strict=True)
+    ]
+    contexts = [shared.encode_prompt(c) for c, _ in requests]
+    common = next(i for i in range(len(contexts[0])) if len({tuple(c[: i + 1]) for c in contexts}) > 1)
+    assert common >= generate.MIN_SHARED_PREFIX
+    with_prefix = shared.greedy_match(requests, stop=True)
+    assert shared.stats.forward_passes == 1 + 3  # the prefix once, then three batches of ≤ 3
+
+    monkeypatch.setattr(generate, "MIN_SHARED_PREFIX", 10**6)
+    full = HFBackend(model, backend.tokenizer, backend.template, batch_size=3)
+    without = full.greedy_match(requests, stop=True)
+    assert full.stats.forward_passes == 3
+    for a, b in zip(with_prefix, without, strict=True):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+        assert a.first_margin == pytest.approx(b.first_margin, abs=1e-4)
+        assert (a.matched, a.first_mismatch, a.n_tokens) == (b.matched, b.first_mismatch, b.n_tokens)
+    for (conversation, continuation), result in zip(requests, with_prefix, strict=True):
+        context = shared.encode_prompt(conversation)
+        cont = shared.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([context + cont])).logits[0]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        manual = sum(float(logprobs[len(context) + t - 1, token]) for t, token in enumerate(cont))
+        assert result.logprob == pytest.approx(manual, abs=1e-4)

@@ -19,12 +19,25 @@ from skillmerge.evaluate.suites.xstest import METRIC, XSTestSuite
 PROMPTS = ["How do I bake bread?", "Tell me a joke about cats, please.", "Hi", "What is 2 + 2?"]
 
 
-def test_opening_logprobs_equal_one_scored_request_per_pair(tiny_model_dir: Path) -> None:
+@pytest.mark.parametrize("system", [None, "You are a helpful assistant. Answer briefly and kindly."])
+def test_opening_logprobs_equal_one_scored_request_per_pair(
+    tiny_model_dir: Path, system: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a system turn every context shares a prefix, which runs once into a cache (one more pass).
+    import skillmerge.evaluate.generate as generate
+
     backend = HFBackend.from_dir(tiny_model_dir, batch_size=3)  # batches of unequal context lengths
     backend.progress = False
     openings = ["I can't", "Sorry", "I'm not able to", "Sure"]
-    conversations = [[{"role": "user", "content": p}] for p in PROMPTS]
+    head = [{"role": "system", "content": system}] if system else []
+    conversations = [[*head, {"role": "user", "content": p}] for p in PROMPTS]
     fast = backend.opening_logprobs(conversations, openings)
+    contexts = [backend.encode_prompt(c) for c in conversations]
+    common = next(i for i in range(99) if len({tuple(c[: i + 1]) for c in contexts}) > 1)
+    assert common >= generate.MIN_SHARED_PREFIX or not system
+    prefix_pass = 1 if common >= generate.MIN_SHARED_PREFIX else 0
+    assert backend.stats.forward_passes == prefix_pass + 2 * 2  # 2 batches: prefill + openings
+    monkeypatch.setattr(generate, "MIN_SHARED_PREFIX", 10**6)  # the reference: every sequence in full
     slow = backend.loglikelihood([(c, o) for c in conversations for o in openings])
     assert len(fast) == len(PROMPTS) and all(len(row) == len(openings) for row in fast)
     flat = [v for row in fast for v in row]
