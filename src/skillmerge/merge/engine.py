@@ -24,7 +24,7 @@ import math
 import resource
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -110,7 +110,7 @@ def _load(plan: MergePlan, task: TensorTask) -> _Loaded:
     base = None
     if plan.base is not None and task.base_source is not None:
         assert plan.base.reader is not None
-        base = plan.base.reader.get(task.base_source)
+        base = plan.base.reader.map(task.base_source)
     models: list[Any] = []
     for model, source in zip(plan.task_models(task), task.sources, strict=True):
         if model.kind == "lora":
@@ -127,7 +127,7 @@ def _load(plan: MergePlan, task: TensorTask) -> _Loaded:
             models.append((*factors, replacement))
         else:
             assert model.reader is not None and source is not None
-            models.append(model.reader.get(source))
+            models.append(model.reader.map(source))
     return _Loaded(base, models)
 
 
@@ -151,9 +151,38 @@ def compute_dtype(plan: MergePlan, task: TensorTask) -> torch.dtype:
     return getattr(torch, name)
 
 
-def merge_tensor(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch.Tensor:
+class OutputBuffers:
+    """Two reusable output buffers, handed out in turn, for the tensors the engine writes slice by slice.
+
+    A fresh multi-megabyte tensor per output costs a page fault per 4 KiB on first write (~0.15 s per
+    0.5 GB here); reusing two buffers (one being filled, one in the writer) costs that once. Each grows to
+    the largest tensor it has held, which the merge needed at that moment anyway.
+    """
+
+    def __init__(self) -> None:
+        self._buffers = [torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.uint8)]
+        self._next = 0
+
+    def take(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """An uninitialised ``shape`` × ``dtype`` tensor in the buffer not handed out last time."""
+        nbytes = numel(shape) * dtype.itemsize
+        i, self._next = self._next, 1 - self._next
+        if self._buffers[i].numel() < nbytes:
+            self._buffers[i] = torch.empty(0, dtype=torch.uint8)  # free the old one before growing
+            self._buffers[i] = torch.empty(nbytes, dtype=torch.uint8)
+        return self._buffers[i][:nbytes].view(dtype).reshape(shape)
+
+
+def _fresh(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    return torch.empty(shape, dtype=dtype)
+
+
+def merge_tensor(
+    plan: MergePlan, task: TensorTask, loaded: _Loaded, buffers: OutputBuffers | None = None
+) -> torch.Tensor:
     """Run the method on one tensor's inputs (fp32, or the compute dtype, on the plan's device); returns the
-    output-dtype tensor."""
+    output-dtype tensor. With ``buffers`` a slice-by-slice output lives in one of them: the caller must be
+    done with it (written) before the next-but-one call."""
     device = torch.device(plan.config.device)
     compute = compute_dtype(plan, task)
 
@@ -165,15 +194,15 @@ def merge_tensor(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch.Te
         return raw.clone()
     task_models = plan.task_models(task)
     full_models = all(model.kind == "model" for model in task_models)
-    if plan.method.elementwise and full_models:
-        return _merge_chunked(plan, task, loaded, device, compute)
+    if _chunked(plan, task):
+        return _merge_chunked(plan, task, loaded, device, compute, buffers.take if buffers else _fresh)
     if (
         streams(plan.method, device, compute)
         and full_models
         and numel(task.shape)
         and loaded.base is not None
     ):
-        return _merge_streamed(plan, task, loaded)
+        return _merge_streamed(plan, task, loaded, buffers.take if buffers else _fresh)
     base = fp32(loaded.base, plan.base) if loaded.base is not None and plan.base is not None else None
     loaded.base = None  # drop raw (e.g. bf16) buffers as soon as their fp32 copy exists
     models: list[torch.Tensor] = []
@@ -221,15 +250,32 @@ def merge_tensor(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch.Te
     return out.to(dtype=task.out_dtype).to("cpu")
 
 
+def _chunked(plan: MergePlan, task: TensorTask) -> bool:
+    """Whether ``task`` runs through :func:`_merge_chunked` (which checks its own output for NaN/inf)."""
+    return (
+        task.merge
+        and plan.method.elementwise
+        and all(model.kind == "model" for model in plan.task_models(task))
+    )
+
+
 def _merge_chunked(
-    plan: MergePlan, task: TensorTask, loaded: _Loaded, device: torch.device, compute: torch.dtype
+    plan: MergePlan,
+    task: TensorTask,
+    loaded: _Loaded,
+    device: torch.device,
+    compute: torch.dtype,
+    allocate: Callable[[tuple[int, ...], torch.dtype], torch.Tensor],
 ) -> torch.Tensor:
     """An elementwise method over flat slices of CHUNK_ELEMENTS entries, written straight into the output.
 
     Bitwise equal to one whole-tensor call (each entry goes through the same operations), but only a
-    chunk of fp32 operands exists at a time and they stay in cache across the method's passes. Inputs are
-    not checked one by one: any NaN/inf in an input makes these methods' output non-finite, so only a
-    non-finite output chunk pays for finding (and naming) the bad input.
+    chunk of fp32 operands exists at a time and they stay in cache across the method's passes. A method
+    with an in-place form (``into``) writes each fp32 slice straight into the output (or into one reused
+    slice when the output dtype is narrower), forming no task-vector or result temporaries. Inputs are not
+    checked one by one: any NaN/inf in an input makes these methods' output non-finite, so each output
+    slice is summed (in its output dtype, which also catches a cast that overflows), and only a non-finite
+    one pays for finding and naming the cause.
     """
     owners: list[InputModel] = list(plan.task_models(task))
     raws: list[torch.Tensor] = list(loaded.models)
@@ -239,12 +285,16 @@ def _merge_chunked(
         raws.insert(0, loaded.base)
     loaded.base, loaded.models = None, [None] * len(loaded.models)
     flats = [raw.reshape(-1) for raw in raws]
-    out = torch.empty(task.shape, dtype=task.out_dtype)
+    out = allocate(task.shape, task.out_dtype)
     flat_out = out.view(-1)
     generator = torch.Generator(device=device)
     generator.manual_seed(tensor_seed(plan.config.seed, task.name))
     total = flat_out.numel()
     chunk = CHUNK_ELEMENTS  # read at call time, so tests can force many small slices
+    into = plan.method.into if compute == torch.float32 and device.type == "cpu" else None
+    direct = task.out_dtype == torch.float32
+    scratch = torch.empty(min(chunk, total), dtype=torch.float32) if into and not direct else None
+    suspect = False
     for start in range(0, max(total, 1), chunk):  # an empty tensor still gets one (empty) call
         stop = min(start + chunk, total)
         parts = [flat[start:stop].to(device=device, dtype=compute) for flat in flats]
@@ -254,23 +304,37 @@ def _merge_chunked(
             name=task.name,
             base=base,
             models=models,
-            deltas=[task_vector(model, base) for model in models] if base is not None else None,
+            deltas=[task_vector(model, base) for model in models] if base is not None and not into else None,
             weights=list(task.weights),
             model_params=list(task.model_params),
         )
-        merged = plan.method.fn(inputs, task.params, generator)
-        if tuple(merged.shape) != (stop - start,):
-            raise ModelError(
-                f"method {plan.method.name} (elementwise) returned shape {list(merged.shape)} for a slice of "
-                f"{task.name}, expected {[stop - start]}"
-            )
-        if merged.numel() and not math.isfinite(float(merged.sum())) and not bool(merged.isfinite().all()):
-            _name_non_finite(owners, raws, task.name)  # an input is bad, or finite inputs overflowed
-        flat_out[start:stop].copy_(merged)
+        target = flat_out[start:stop]
+        if into is not None:
+            merged = target if direct else scratch[: stop - start]  # type: ignore[index]
+            into(inputs, task.params, merged)
+        else:
+            merged = plan.method.fn(inputs, task.params, generator)
+            if tuple(merged.shape) != (stop - start,):
+                raise ModelError(
+                    f"method {plan.method.name} (elementwise) returned shape {list(merged.shape)} for a "
+                    f"slice of {task.name}, expected {[stop - start]}"
+                )
+        if merged is not target:
+            target.copy_(merged)
+        if target.numel() and not math.isfinite(float(target.sum(dtype=torch.float32))):
+            suspect = True  # a NaN/inf (or only a sum that overflowed): checked exactly once, below
+    if suspect:
+        _name_non_finite(owners, raws, task.name)  # an input is bad, or finite inputs overflowed
+        _check_output(task, out)
     return out
 
 
-def _merge_streamed(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch.Tensor:
+def _merge_streamed(
+    plan: MergePlan,
+    task: TensorTask,
+    loaded: _Loaded,
+    allocate: Callable[[tuple[int, ...], torch.dtype], torch.Tensor],
+) -> torch.Tensor:
     """A streamed method (TIES, DARE, breadcrumbs, DELLA) over flat slices, written straight into the output.
 
     Phase 1 (``method.streamed``) reads slices of the inputs for the tensor's statistics; phase 2 merges one
@@ -299,7 +363,7 @@ def _merge_streamed(plan: MergePlan, task: TensorTask, loaded: _Loaded) -> torch
     generator.manual_seed(tensor_seed(plan.config.seed, task.name))
     assert plan.method.streamed is not None
     merge = plan.method.streamed(slices, task.params, generator)
-    out = torch.empty(task.shape, dtype=task.out_dtype)
+    out = allocate(task.shape, task.out_dtype)
     flat_out = out.view(-1)
     for start, stop in slices.ranges(merge.align):
         merged = merge.merge(start, stop)
@@ -469,11 +533,13 @@ def _write_weights(
     ):
         job = bar.add_task("merge", total=len(plan.tensors))
         written: Future[None] | None = None
+        buffers = OutputBuffers()
         try:
             for task, loaded in _prefetched(plan, read_pool, depth):
-                out = merge_tensor(plan, task, loaded)
+                out = merge_tensor(plan, task, loaded, buffers)
                 del loaded
-                _check_output(task, out)
+                if not _chunked(plan, task):  # chunked merges checked their slices
+                    _check_output(task, out)
                 if written is not None:
                     written.result()  # one tensor in the writer at a time bounds memory
                 written = write_pool.submit(writer.add, task.name, out)

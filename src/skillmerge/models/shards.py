@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import mmap
 import os
 import struct
 import threading
@@ -280,6 +281,44 @@ class TensorReader:
         with self._lock:
             self.bytes_read += nbytes
         return buffer.view(dtype).reshape(entry.shape)
+
+    def map(self, name: str) -> torch.Tensor:
+        """One tensor as a copy-on-write memory map of its bytes in the file: no read, no copy.
+
+        A file already in the page cache costs only the page-table entries (~0.1 s for 1.6 GB here, where
+        reading the same bytes into fresh buffers takes ~1 s), filled when the map is made
+        (``MADV_POPULATE_READ``), so the thread that maps (the merge's read-ahead pool) pays, and a file
+        not yet cached is read then. Writes to the tensor stay private to this process. The mapping lives
+        as long as the tensor: drop the tensor and its pages leave this process's memory. Falls back to
+        :meth:`get` for an empty tensor or one whose bytes are not aligned to its element size.
+        """
+        file, entry = self._entry(name)
+        dtype = SAFETENSORS_TO_TORCH.get(entry.dtype)
+        if dtype is None:
+            raise ModelError(f"{file}: tensor {name}: unsupported dtype {entry.dtype}")
+        nbytes = entry.end - entry.begin
+        start = self._headers[file].data_start + entry.begin
+        page = start - start % mmap.ALLOCATIONGRANULARITY
+        if not nbytes or (start - page) % dtype.itemsize:
+            return self.get(name)
+        with self._lock:
+            fd = self._fds.get(file)
+            if fd is None:
+                fd = self._fds[file] = os.open(file, os.O_RDONLY)
+            self.bytes_read += nbytes
+        region = mmap.mmap(
+            fd,
+            start - page + nbytes,
+            flags=mmap.MAP_PRIVATE,
+            prot=mmap.PROT_READ | mmap.PROT_WRITE,
+            offset=page,
+        )
+        try:  # fill the page tables now, read-only (MAP_POPULATE would copy every page of a private map)
+            region.madvise(_MADV_POPULATE_READ)
+        except OSError:  # Linux < 5.14: the first touch faults the pages in instead
+            region.madvise(mmap.MADV_WILLNEED)
+        flat = torch.frombuffer(region, dtype=torch.uint8, count=nbytes, offset=start - page)
+        return flat.view(dtype).reshape(entry.shape)
 
     def _entry(self, name: str) -> tuple[Path, TensorEntry]:
         file = self._file_of.get(name)
@@ -571,6 +610,9 @@ class PlannedShardWriter:
         for file in self.files:
             file.unlink(missing_ok=True)
         self._finished = True
+
+
+_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux ≥ 5.14; Python 3.11 lacks the name
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

@@ -121,6 +121,12 @@ class SliceMerge:
     align: int = 1
 
 
+IntoFn = Callable[[TensorInputs, Any, torch.Tensor], None]
+"""An elementwise method that writes its fp32 result into ``out`` (same shape as the inputs) instead of
+returning a new tensor: bitwise the method's ``fn`` (the same fp32 operations in the same order per entry),
+with in-place operations and no temporaries beyond one scratch slice. ``inputs.deltas`` is None (it forms
+τ itself). The engine calls it slice by slice when the inputs are fp32 models (see :class:`MergeMethod`)."""
+
 StreamedFn = Callable[[TensorSlices, Any, torch.Generator], SliceMerge]
 """Phase 1 of a streamed method: read the slices for per-tensor statistics (top-k thresholds, norms,
 generator positions), draw from the generator exactly what the whole-tensor function draws, and return
@@ -137,6 +143,10 @@ class MergeMethod:
     equal to one whole-tensor call. Methods that rank, sample or take norms (TIES, DARE, breadcrumbs,
     SLERP) must leave it False.
 
+    ``into``: for an elementwise method, the same computation writing into a given fp32 slice (see
+    :data:`IntoFn`): the engine then forms no task-vector temporaries and no result tensor per slice, which
+    halves the compute of a task-arithmetic merge. Held to bitwise equality with ``fn`` by the tests.
+
     ``streamed``: the same method in two phases over slices (see :data:`StreamedFn`), for methods that
     need whole-tensor statistics first (a top-k threshold, an L1 norm) but are elementwise once those are
     known. Its output equals ``fn``'s bitwise, except a norm rescale's factor, whose sum is accumulated per
@@ -152,4 +162,5 @@ class MergeMethod:
     max_models: int | None = None
     formula: str = ""  # one line, "θ = …", written once here: the merged model card quotes it
     elementwise: bool = False
+    into: IntoFn | None = None
     streamed: StreamedFn | None = None

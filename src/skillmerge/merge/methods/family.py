@@ -51,6 +51,7 @@ from skillmerge.merge.methods.task_arithmetic import (
     GeneralizedParams,
     TaskArithmeticParams,
     checked_model_params,
+    combine_models_into,
     combine_task_vectors,
     per_model_params,
     require_base,
@@ -88,6 +89,17 @@ class Variant:
             deltas,
             inputs.weights,
             consensus=self.consensus,
+            normalize=params.normalize,
+            lambda_=params.lambda_,
+        )
+
+    def merge_into(self, inputs: TensorInputs, params: GeneralizedParams, out: torch.Tensor) -> None:
+        """:meth:`merge` of a plain (no sparsifier, no consensus) row written into ``out`` (``IntoFn``)."""
+        combine_models_into(
+            out,
+            inputs.models,
+            inputs.weights,
+            require_base(inputs),
             normalize=params.normalize,
             lambda_=params.lambda_,
         )
@@ -130,6 +142,7 @@ class Variant:
             formula=self.formula,
             # without a sparsifier every entry goes through the same fp32 sums: safe to run in slices
             elementwise=self.sparsify is None,
+            into=self.merge_into if self.sparsify is None and not self.consensus else None,
             streamed=self.merge_streamed if self.streamed_sparsify is not None else None,
         )
 

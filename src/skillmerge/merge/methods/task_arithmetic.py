@@ -129,3 +129,47 @@ def combine_task_vectors(
     if lambda_ != 1:
         mixed *= lambda_
     return base + mixed
+
+
+def combine_models_into(
+    out: torch.Tensor,
+    models: list[torch.Tensor],
+    weights: list[float],
+    base: torch.Tensor | None,
+    *,
+    normalize: bool,
+    lambda_: float,
+) -> None:
+    """``out`` = :func:`combine_task_vectors` over τ_i = θ_i − θ_base (``base`` given), bitwise, in place.
+
+    Without ``base`` it is the linear soup's Σ w_i·θ_i (÷ Σ w_i with ``normalize``), bitwise
+    :func:`~skillmerge.merge.methods.linear.linear`. The reference sums start from a zero tensor, so the
+    first term gets ``+ 0.0`` (which turns a −0 into +0, as ``0 + x`` does); everything else is the same
+    fp32 operation per entry in the same order, on ``out`` and one scratch slice.
+    """
+    if len(models) != len(weights):
+        raise UsageError(f"{len(weights)} weights for {len(models)} task vectors")
+    if not models:
+        if base is None:
+            raise UsageError("no models to combine")
+        out.copy_(base)
+        return
+    scratch = torch.empty_like(out) if len(models) > 1 else out
+    for i, (model, weight) in enumerate(zip(models, weights, strict=True)):
+        term = out if i == 0 else scratch
+        if base is not None:
+            torch.sub(model, base, out=term)
+            term.mul_(weight)
+        else:
+            torch.mul(model, weight, out=term)
+        if i == 0:
+            out.add_(0.0)
+        else:
+            out.add_(scratch)
+    total = sum(weights)
+    if normalize and (base is None or abs(total) >= 1e-8):
+        out.div_(total)
+    if lambda_ != 1:
+        out.mul_(lambda_)
+    if base is not None:
+        out.add_(base)

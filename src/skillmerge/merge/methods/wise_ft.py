@@ -26,6 +26,16 @@ def wise_ft(inputs: TensorInputs, params: WiseFtParams, rng: torch.Generator) ->
     return base + omega * delta
 
 
+def wise_ft_into(inputs: TensorInputs, params: WiseFtParams, out: torch.Tensor) -> None:
+    """:func:`wise_ft` written into ``out``: (θ_CFT − θ_G)·ω + θ_G, the same fp32 steps in place."""
+    base = require_base(inputs)
+    (model,) = inputs.models
+    omega = params.omega if params.omega is not None else inputs.weights[0]
+    torch.sub(model, base, out=out)
+    out.mul_(omega)
+    out.add_(base)
+
+
 METHODS = (
     MergeMethod(
         name="wise_ft",
@@ -36,5 +46,6 @@ METHODS = (
         max_models=1,
         formula="θ = θ_G + ω (θ_CFT − θ_G)",
         elementwise=True,
+        into=wise_ft_into,
     ),
 )
