@@ -1,15 +1,18 @@
 """The streaming merge: one tensor name at a time, from every input, through the method, into output shards.
 
-For each planned tensor the engine reads the raw bytes from every input (a small thread pool reads the next
-few tensors ahead with ``os.preadv``, which releases the GIL, so disk reads overlap compute), converts them to
-fp32 on the chosen device, checks they are finite, builds the task vectors (LoRA: ΔW = s·B·A), calls the
-method with a generator seeded from ``sha256(f"{seed}:{name}")`` (so the result does not depend on thread
-count or tensor order), casts to the output dtype and hands the tensor to a writer thread. Peak memory is
-O(raw bytes of the tensors read ahead + the output tensor), never O(model): the output's shard layout is
-fixed from the plan up front, so each merged tensor is written at its offset straight away. Elementwise
-methods (linear, task_arithmetic, wise_ft) run over cache-sized flat slices, so even a 100M-entry embedding
-never exists as a full fp32 copy; so do streamed methods (TIES, DARE, breadcrumbs, DELLA on the CPU), which
-first read the slices for their per-tensor statistics (top-k thresholds, norms, generator positions).
+For each planned tensor the engine maps the raw bytes of every input (copy-on-write memory maps of the
+files, :meth:`TensorReader.map`: a small thread pool maps the next few tensors ahead and fills their page
+tables, so a cold disk's reads overlap compute and a warm page cache costs no copy), converts them to fp32 on
+the chosen device, checks they are finite, builds the task vectors (LoRA: ΔW = s·B·A), calls the method with
+a generator seeded from ``sha256(f"{seed}:{name}")`` (so the result does not depend on thread count or
+tensor order), casts to the output dtype and hands the tensor to a writer thread, which hashes it and writes
+it at its offset. Peak memory is O(the tensors mapped ahead + two output tensors), never O(model): the
+output's shard layout is fixed from the plan up front, so each merged tensor is written straight away, from
+one of two reused buffers. Elementwise methods (linear, task_arithmetic, wise_ft) run over cache-sized flat
+slices, each slice written in place into the output (their ``into`` form), so even a
+100M-entry embedding never exists as a full fp32 copy; so do streamed methods (TIES, DARE, breadcrumbs,
+DELLA on the CPU), which first read the slices for their per-tensor statistics (top-k thresholds, norms,
+generator positions).
 
 Everything is written inside :func:`skillmerge.atomic.atomic_dir`: an error at any point (a NaN found in
 tensor 200, a full disk) leaves nothing at the destination.
