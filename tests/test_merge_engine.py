@@ -23,11 +23,11 @@ from skillmerge.merge.command import merge_command
 from skillmerge.merge.engine import tensor_seed
 from skillmerge.merge.methods import get_method
 from skillmerge.merge.methods.base import TensorInputs
+from skillmerge.models import shards
 from skillmerge.models.io import read_manifest, save_model, stored_state_dict
 from skillmerge.models.shards import (
     INDEX_FILE,
     SINGLE_FILE,
-    PlannedShardWriter,
     ShardedSafetensorsWriter,
     TensorReader,
 )
@@ -466,19 +466,20 @@ def test_existing_output_is_refused_before_any_work(family: dict[str, Path], tmp
 def test_full_disk_mid_merge_leaves_nothing(
     family: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The disk fills on the 5th data write, whether a tensor is written whole or slice by slice.
     calls = {"n": 0}
-    real_add = PlannedShardWriter.add
+    real_pwrite = shards._pwrite_all
 
-    def add_then_fill_disk(self: PlannedShardWriter, name: str, tensor: torch.Tensor) -> None:
+    def pwrite_then_fill_disk(fd: int, data: memoryview, offset: int) -> None:
         calls["n"] += 1
         if calls["n"] == 5:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_add(self, name, tensor)
+        real_pwrite(fd, data, offset)
 
-    monkeypatch.setattr(PlannedShardWriter, "add", add_then_fill_disk)
+    monkeypatch.setattr(shards, "_pwrite_all", pwrite_then_fill_disk)
     cfg = config("task_arithmetic", family["base-fp32"], [family["m1-fp32"]], [1.0])
     _expect_refusal(cfg, tmp_path / "out", "no space left", error=ModelError)
-    assert calls["n"] == 5
+    assert calls["n"] >= 5  # slices queued before the failure may still be written, then removed
 
 
 def test_merge_command_prints_plan_on_dry_run(

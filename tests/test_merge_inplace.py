@@ -1,6 +1,7 @@
 """The merge's zero-copy paths: a method's in-place form (``into``) is bitwise its ``fn``, tensors mapped
-from the file equal tensors read from it (and writing to one leaves the file alone), and the engine's
-output is the same file with the in-place forms, reused output buffers and many slices as without them."""
+from the file equal tensors read from it (and writing to one leaves the file alone), a tensor written in
+pieces is the tensor written whole, and the engine's output is the same file with the in-place forms,
+slice-by-slice output and many slices as without them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from safetensors.torch import save_file
 
 from skillmerge.errors import ModelError, UsageError
 from skillmerge.merge import MergeConfig, engine, methods, run
-from skillmerge.merge.engine import OutputBuffers
 from skillmerge.merge.methods import get_method, list_methods
 from skillmerge.merge.methods.base import TensorInputs
 from skillmerge.models.fingerprint import checkpoint_fingerprint
@@ -109,16 +109,38 @@ def test_a_mapped_tensor_equals_the_read_one_and_writes_stay_private(tmp_path: P
         assert torch.equal(fresh.get("a"), tensors["a"])
 
 
-def test_output_buffers_alternate_and_grow() -> None:
-    buffers = OutputBuffers()
-    first = buffers.take((4, 5), torch.float32)
-    second = buffers.take((3,), torch.bfloat16)
-    assert first.data_ptr() != second.data_ptr()
-    third = buffers.take((2, 5), torch.float32)  # fits in the first buffer: reused
-    assert third.data_ptr() == first.data_ptr() and third.shape == (2, 5)
-    fourth = buffers.take((1000,), torch.float32)  # the second buffer grows
-    assert fourth.shape == (1000,) and fourth.data_ptr() != third.data_ptr()
-    assert buffers.take((0, 3), torch.float16).shape == (0, 3)
+def test_a_tensor_streamed_in_pieces_is_the_tensor_added_whole(tmp_path: Path) -> None:
+    from skillmerge.models.shards import PlannedShardWriter, tensor_bytes
+
+    gen = torch.Generator().manual_seed(1)
+    tensors = {
+        "a": torch.randn(1000, generator=gen),
+        "b": torch.randn(7, 3, generator=gen).to(torch.bfloat16),
+    }
+    layout = [(n, t.dtype, tuple(t.shape)) for n, t in tensors.items()]
+    with PlannedShardWriter(tmp_path / "whole", layout) as whole:
+        for name, tensor in tensors.items():
+            whole.add(name, tensor)
+    with PlannedShardWriter(tmp_path / "pieces", layout) as pieces:
+        for name, tensor in tensors.items():
+            stream = pieces.open_stream(name)
+            data = tensor_bytes(tensor)
+            for start in range(0, len(data), 300):
+                stream.write(data[start : start + 300])
+            stream.close()
+    assert pieces.tensor_digests == whole.tensor_digests
+    assert (tmp_path / "pieces" / "model.safetensors").read_bytes() == (
+        tmp_path / "whole" / "model.safetensors"
+    ).read_bytes()
+    with PlannedShardWriter(tmp_path / "short", layout) as short:
+        stream = short.open_stream("a")
+        stream.write(tensor_bytes(tensors["a"])[:400])
+        with pytest.raises(ModelError, match="3600 planned bytes never written"):
+            stream.close()
+        with pytest.raises(ModelError, match="more bytes than planned"):
+            stream.write(tensor_bytes(tensors["a"]))
+        short.abort()
+    assert not list((tmp_path / "short").glob("*.safetensors*"))
 
 
 def _tiny_family(root: Path) -> tuple[Path, list[Path]]:
@@ -154,9 +176,12 @@ def test_engine_output_is_the_same_with_and_without_the_fast_paths(
     )
     monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 100)  # many slices, a ragged last one
     fast = run(cfg, tmp_path / "fast", progress=False)
-    # The reference: the method's fn on read (not mapped) tensors, fresh outputs, no in-place form.
+    # The reference: the method's fn on read (not mapped) tensors, whole outputs, no in-place form.
     monkeypatch.setattr(TensorReader, "map", TensorReader.get)
-    monkeypatch.setattr(engine.OutputBuffers, "take", lambda self, shape, dt: torch.empty(shape, dtype=dt))
+    whole = engine.merge_tensor
+    monkeypatch.setattr(
+        engine, "merge_tensor", lambda plan, task, loaded, sink=None: whole(plan, task, loaded)
+    )
     monkeypatch.setitem(methods._REGISTRY, method, dataclasses.replace(get_method(method), into=None))
     slow = run(cfg, tmp_path / "slow", progress=False)
     assert fast.weights_fingerprint == slow.weights_fingerprint

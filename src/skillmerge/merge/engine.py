@@ -27,6 +27,7 @@ import math
 import resource
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -52,7 +53,7 @@ from skillmerge.merge.tensor_tasks import numel
 from skillmerge.merge.vectors import lora_delta
 from skillmerge.models.card import render_model_card
 from skillmerge.models.fingerprint import file_fingerprint, fingerprint_from_digests, header_fingerprint
-from skillmerge.models.shards import PlannedShardWriter, TensorReader
+from skillmerge.models.shards import PlannedShardWriter, TensorReader, TensorStream, tensor_bytes
 from skillmerge.models.versions import library_versions
 
 _TOKENIZER_FILES = (
@@ -154,38 +155,90 @@ def compute_dtype(plan: MergePlan, task: TensorTask) -> torch.dtype:
     return getattr(torch, name)
 
 
-class OutputBuffers:
-    """Two reusable output buffers, handed out in turn, for the tensors the engine writes slice by slice.
+class SliceSink:
+    """Merged slices on their way to the writer thread, through a ring of ``RING`` reused slice buffers.
 
-    A fresh multi-megabyte tensor per output costs a page fault per 4 KiB on first write (~0.15 s per
-    0.5 GB here); reusing two buffers (one being filled, one in the writer) costs that once. Each grows to
-    the largest tensor it has held, which the merge needed at that moment anyway.
+    A tensor merged slice by slice is written slice by slice (:meth:`PlannedShardWriter.open_stream`): the
+    writer thread hashes and writes one slice while the merge computes the next, and a buffer is reused only
+    once its write is done, so output memory is O(RING slices) whatever the tensor's size (no whole
+    embedding-sized output buffer, no page faults for one per tensor). Whole tensors (the other methods)
+    go through :meth:`add`, one in the writer at a time. Every writer call runs on the one writer thread, in
+    submission order; :meth:`finish` waits for all and raises the first error.
     """
 
-    def __init__(self) -> None:
-        self._buffers = [torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.uint8)]
-        self._next = 0
+    RING = 4
 
-    def take(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        """An uninitialised ``shape`` × ``dtype`` tensor in the buffer not handed out last time."""
-        nbytes = numel(shape) * dtype.itemsize
-        i, self._next = self._next, 1 - self._next
-        if self._buffers[i].numel() < nbytes:
-            self._buffers[i] = torch.empty(0, dtype=torch.uint8)  # free the old one before growing
-            self._buffers[i] = torch.empty(nbytes, dtype=torch.uint8)
-        return self._buffers[i][:nbytes].view(dtype).reshape(shape)
+    def __init__(self, pool: ThreadPoolExecutor, writer: PlannedShardWriter) -> None:
+        self._pool, self._writer = pool, writer
+        self._pending: deque[Future[None]] = deque()
+        self._slots: list[torch.Tensor] = []
+        self._count = 0
+        self._stream: TensorStream | None = None
 
+    def open(self, name: str) -> None:
+        """Start tensor ``name``; its slices follow with :meth:`slot` / :meth:`put`, then :meth:`close`."""
+        self._submit(self._open, name)
 
-def _fresh(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    return torch.empty(shape, dtype=dtype)
+    def slot(self, n: int, dtype: torch.dtype) -> torch.Tensor:
+        """A buffer for the next slice (``n`` entries of ``dtype``) that no pending write still reads."""
+        self._drain(self.RING - 1)
+        i = self._count % self.RING
+        nbytes = n * dtype.itemsize
+        if i == len(self._slots):
+            self._slots.append(torch.empty(nbytes, dtype=torch.uint8))
+        elif self._slots[i].numel() < nbytes:
+            self._slots[i] = torch.empty(nbytes, dtype=torch.uint8)
+        return self._slots[i][:nbytes].view(dtype)
+
+    def put(self, data: torch.Tensor) -> None:
+        """Queue the slice just filled in the buffer from :meth:`slot`."""
+        self._count += 1
+        self._submit(self._write, tensor_bytes(data))
+
+    def close(self) -> None:
+        self._submit(self._close)
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        """Queue a whole tensor, after everything before it is written (memory: one tensor in the writer)."""
+        self._drain(0)
+        self._submit(self._writer.add, name, tensor)
+
+    def finish(self) -> None:
+        self._drain(0)
+
+    def abort(self) -> None:
+        """Let queued writes end (errors ignored) before the writer closes its files."""
+        while self._pending:
+            future = self._pending.popleft()
+            if not future.cancel():
+                future.exception()
+
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def _drain(self, keep: int) -> None:
+        while len(self._pending) > keep:
+            self._pending.popleft().result()
+
+    def _open(self, name: str) -> None:  # writer thread
+        self._stream = self._writer.open_stream(name)
+
+    def _write(self, data: memoryview) -> None:  # writer thread
+        assert self._stream is not None
+        self._stream.write(data)
+
+    def _close(self) -> None:  # writer thread
+        assert self._stream is not None
+        self._stream.close()
+        self._stream = None
 
 
 def merge_tensor(
-    plan: MergePlan, task: TensorTask, loaded: _Loaded, buffers: OutputBuffers | None = None
-) -> torch.Tensor:
+    plan: MergePlan, task: TensorTask, loaded: _Loaded, sink: SliceSink | None = None
+) -> torch.Tensor | None:
     """Run the method on one tensor's inputs (fp32, or the compute dtype, on the plan's device); returns the
-    output-dtype tensor. With ``buffers`` a slice-by-slice output lives in one of them: the caller must be
-    done with it (written) before the next-but-one call."""
+    output-dtype tensor. With ``sink``, a tensor merged in slices (elementwise and streamed methods) goes to
+    it slice by slice, already checked for NaN/inf, and None is returned."""
     device = torch.device(plan.config.device)
     compute = compute_dtype(plan, task)
 
@@ -198,14 +251,14 @@ def merge_tensor(
     task_models = plan.task_models(task)
     full_models = all(model.kind == "model" for model in task_models)
     if _chunked(plan, task):
-        return _merge_chunked(plan, task, loaded, device, compute, buffers.take if buffers else _fresh)
+        return _merge_chunked(plan, task, loaded, device, compute, sink)
     if (
         streams(plan.method, device, compute)
         and full_models
         and numel(task.shape)
         and loaded.base is not None
     ):
-        return _merge_streamed(plan, task, loaded, buffers.take if buffers else _fresh)
+        return _merge_streamed(plan, task, loaded, sink)
     base = fp32(loaded.base, plan.base) if loaded.base is not None and plan.base is not None else None
     loaded.base = None  # drop raw (e.g. bf16) buffers as soon as their fp32 copy exists
     models: list[torch.Tensor] = []
@@ -268,8 +321,8 @@ def _merge_chunked(
     loaded: _Loaded,
     device: torch.device,
     compute: torch.dtype,
-    allocate: Callable[[tuple[int, ...], torch.dtype], torch.Tensor],
-) -> torch.Tensor:
+    sink: SliceSink | None,
+) -> torch.Tensor | None:
     """An elementwise method over flat slices of CHUNK_ELEMENTS entries, written straight into the output.
 
     Bitwise equal to one whole-tensor call (each entry goes through the same operations), but only a
@@ -288,16 +341,14 @@ def _merge_chunked(
         raws.insert(0, loaded.base)
     loaded.base, loaded.models = None, [None] * len(loaded.models)
     flats = [raw.reshape(-1) for raw in raws]
-    out = allocate(task.shape, task.out_dtype)
-    flat_out = out.view(-1)
+    out = _SliceOutput(task, sink)
     generator = torch.Generator(device=device)
     generator.manual_seed(tensor_seed(plan.config.seed, task.name))
-    total = flat_out.numel()
+    total = numel(task.shape)
     chunk = CHUNK_ELEMENTS  # read at call time, so tests can force many small slices
     into = plan.method.into if compute == torch.float32 and device.type == "cpu" else None
     direct = task.out_dtype == torch.float32
     scratch = torch.empty(min(chunk, total), dtype=torch.float32) if into and not direct else None
-    suspect = False
     for start in range(0, max(total, 1), chunk):  # an empty tensor still gets one (empty) call
         stop = min(start + chunk, total)
         parts = [flat[start:stop].to(device=device, dtype=compute) for flat in flats]
@@ -311,7 +362,7 @@ def _merge_chunked(
             weights=list(task.weights),
             model_params=list(task.model_params),
         )
-        target = flat_out[start:stop]
+        target = out.target(start, stop)
         if into is not None:
             merged = target if direct else scratch[: stop - start]  # type: ignore[index]
             into(inputs, task.params, merged)
@@ -324,20 +375,17 @@ def _merge_chunked(
                 )
         if merged is not target:
             target.copy_(merged)
-        if target.numel() and not math.isfinite(float(target.sum(dtype=torch.float32))):
-            suspect = True  # a NaN/inf (or only a sum that overflowed): checked exactly once, below
-    if suspect:
-        _name_non_finite(owners, raws, task.name)  # an input is bad, or finite inputs overflowed
-        _check_output(task, out)
-    return out
+        if out.done(target):  # the first non-finite slice: a bad input is named, else the count goes on
+            _name_non_finite(owners, raws, task.name)
+    return out.finish()
 
 
 def _merge_streamed(
     plan: MergePlan,
     task: TensorTask,
     loaded: _Loaded,
-    allocate: Callable[[tuple[int, ...], torch.dtype], torch.Tensor],
-) -> torch.Tensor:
+    sink: SliceSink | None,
+) -> torch.Tensor | None:
     """A streamed method (TIES, DARE, breadcrumbs, DELLA) over flat slices, written straight into the output.
 
     Phase 1 (``method.streamed``) reads slices of the inputs for the tensor's statistics; phase 2 merges one
@@ -366,8 +414,7 @@ def _merge_streamed(
     generator.manual_seed(tensor_seed(plan.config.seed, task.name))
     assert plan.method.streamed is not None
     merge = plan.method.streamed(slices, task.params, generator)
-    out = allocate(task.shape, task.out_dtype)
-    flat_out = out.view(-1)
+    out = _SliceOutput(task, sink)
     for start, stop in slices.ranges(merge.align):
         merged = merge.merge(start, stop)
         if tuple(merged.shape) != (stop - start,):
@@ -375,8 +422,51 @@ def _merge_streamed(
                 f"method {plan.method.name} (streamed) returned shape {list(merged.shape)} for a slice of "
                 f"{task.name}, expected {[stop - start]}"
             )
-        flat_out[start:stop].copy_(merged)
-    return out
+        target = out.target(start, stop)
+        target.copy_(merged)
+        out.done(target)  # inputs were checked: a non-finite output overflowed (counted, then refused)
+    return out.finish()
+
+
+class _SliceOutput:
+    """Where a tensor merged slice by slice goes: the sink (written slice by slice), or one whole tensor.
+
+    Each filled slice is summed in its output dtype (a NaN/inf, or a cast beyond the dtype's range, makes
+    the sum non-finite); from the first such slice on, non-finite entries are counted, and :meth:`finish`
+    refuses the tensor with the total, as :func:`_check_output` would for a whole one.
+    """
+
+    def __init__(self, task: TensorTask, sink: SliceSink | None) -> None:
+        self.task, self.sink = task, sink
+        self.tensor = torch.empty(task.shape, dtype=task.out_dtype) if sink is None else None
+        self._flat = self.tensor.view(-1) if self.tensor is not None else None
+        self.bad, self._suspect = 0, False
+        if sink is not None:
+            sink.open(task.name)
+
+    def target(self, start: int, stop: int) -> torch.Tensor:
+        if self._flat is not None:
+            return self._flat[start:stop]
+        assert self.sink is not None
+        return self.sink.slot(stop - start, self.task.out_dtype)
+
+    def done(self, target: torch.Tensor) -> bool:
+        """Check the filled ``target`` and pass it on; True for the first slice whose sum is not finite."""
+        first = False
+        if target.numel() and not math.isfinite(float(target.sum(dtype=torch.float32))):
+            first, self._suspect = not self._suspect, True
+            self.bad += int((~torch.isfinite(target)).sum())  # 0 when only the sum overflowed
+        if self.sink is not None:
+            self.sink.put(target)
+        return first
+
+    def finish(self) -> torch.Tensor | None:
+        if self.bad:
+            raise _non_finite_output(self.task, self.bad)
+        if self.sink is not None:
+            self.sink.close()
+            return None
+        return self.tensor
 
 
 def _finite_in_slices(flat: torch.Tensor, owner: InputModel, name: str, chunk: int) -> None:
@@ -401,12 +491,15 @@ def _check_output(task: TensorTask, out: torch.Tensor) -> None:
         return
     finite = torch.isfinite(out)
     if not bool(finite.all()):
-        bad = int((~finite).sum())
-        dtype = str(out.dtype).removeprefix("torch.")
-        raise ModelError(
-            f"tensor {task.name}: the merge produced {bad} non-finite value(s) in {dtype} from finite inputs "
-            f"(weights too large, or values beyond {dtype}'s range); nothing was written"
-        )
+        raise _non_finite_output(task, int((~finite).sum()))
+
+
+def _non_finite_output(task: TensorTask, bad: int) -> ModelError:
+    dtype = str(task.out_dtype).removeprefix("torch.")
+    return ModelError(
+        f"tensor {task.name}: the merge produced {bad} non-finite value(s) in {dtype} from finite inputs "
+        f"(weights too large, or values beyond {dtype}'s range); nothing was written"
+    )
 
 
 def _name_non_finite(owners: list[InputModel], raws: list[torch.Tensor], name: str) -> None:
@@ -535,23 +628,18 @@ def _write_weights(
         bar,
     ):
         job = bar.add_task("merge", total=len(plan.tensors))
-        written: Future[None] | None = None
-        buffers = OutputBuffers()
+        sink = SliceSink(write_pool, writer)
         try:
             for task, loaded in _prefetched(plan, read_pool, depth):
-                out = merge_tensor(plan, task, loaded, buffers)
+                out = merge_tensor(plan, task, loaded, sink)
                 del loaded
-                if not _chunked(plan, task):  # chunked merges checked their slices
+                if out is not None:  # a whole tensor (slice-by-slice merges went to the sink, checked)
                     _check_output(task, out)
-                if written is not None:
-                    written.result()  # one tensor in the writer at a time bounds memory
-                written = write_pool.submit(writer.add, task.name, out)
+                    sink.add(task.name, out)
                 bar.advance(job)
-            if written is not None:
-                written.result()
+            sink.finish()
         except BaseException:
-            if written is not None and not written.cancel():
-                written.exception()  # let an in-flight write end before the writer closes its files
+            sink.abort()  # let in-flight writes end before the writer closes its files
             raise
     return writer.tensor_digests, [f.name for f in writer.files]
 

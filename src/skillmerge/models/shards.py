@@ -561,14 +561,7 @@ class PlannedShardWriter:
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
         """Write one planned tensor at its offset (hashing it for ``tensor_digests``)."""
-        if self._finished:
-            raise RuntimeError("writer already finished")
-        if name in self.tensor_digests:
-            raise ModelError(f"{self.out_dir}: tensor {name} added twice")
-        planned = self._where.get(name)
-        if planned is None:
-            raise ModelError(f"{self.out_dir}: tensor {name} is not in the planned layout")
-        shard, offset, dtype, shape = planned
+        shard, offset, dtype, shape = self._planned(name)
         if tensor.dtype != dtype or tuple(tensor.shape) != shape:
             raise ModelError(
                 f"{self.out_dir}: tensor {name}: got {tensor.dtype} {list(tensor.shape)}, "
@@ -576,9 +569,29 @@ class PlannedShardWriter:
             )
         tensor = tensor.detach().to("cpu").contiguous()
         data = tensor_bytes(tensor)
-        self.tensor_digests[name] = (TORCH_TO_SAFETENSORS[dtype], shape, hashlib.sha256(data).hexdigest())
-        fd = self._fd(shard)
-        _pwrite_all(fd, data, offset)
+        digest = hashlib.sha256(data).hexdigest()
+        _pwrite_all(self._fd(shard), data, offset)
+        self._written(name, digest)
+
+    def open_stream(self, name: str) -> TensorStream:
+        """Write planned tensor ``name`` as consecutive pieces of its bytes (:class:`TensorStream`)."""
+        shard, offset, dtype, shape = self._planned(name)
+        nbytes = math.prod(shape) * dtype.itemsize
+        return TensorStream(self, name, self._fd(shard), offset, nbytes)
+
+    def _planned(self, name: str) -> tuple[int, int, torch.dtype, tuple[int, ...]]:
+        if self._finished:
+            raise RuntimeError("writer already finished")
+        if name in self.tensor_digests:
+            raise ModelError(f"{self.out_dir}: tensor {name} added twice")
+        planned = self._where.get(name)
+        if planned is None:
+            raise ModelError(f"{self.out_dir}: tensor {name} is not in the planned layout")
+        return planned
+
+    def _written(self, name: str, digest: str) -> None:
+        shard, _, dtype, shape = self._where[name]
+        self.tensor_digests[name] = (TORCH_TO_SAFETENSORS[dtype], shape, digest)
         self._left[shard] -= 1
         if self._left[shard] == 0:
             os.close(self._fds.pop(shard))
@@ -613,6 +626,32 @@ class PlannedShardWriter:
 
 
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux ≥ 5.14; Python 3.11 lacks the name
+
+
+class TensorStream:
+    """One planned tensor written in consecutive pieces: each :meth:`write` lands after the previous one and
+    feeds the running sha256, so the digest equals that of the whole tensor's bytes; :meth:`close` checks
+    that exactly the planned bytes arrived and records the tensor. Call it from one thread at a time."""
+
+    def __init__(self, writer: PlannedShardWriter, name: str, fd: int, offset: int, nbytes: int) -> None:
+        self._writer, self.name, self._fd = writer, name, fd
+        self._offset, self._end = offset, offset + nbytes
+        self._hash = hashlib.sha256()
+
+    def write(self, data: memoryview) -> None:
+        if self._offset + len(data) > self._end:
+            raise ModelError(f"{self._writer.out_dir}: tensor {self.name}: more bytes than planned")
+        self._hash.update(data)
+        _pwrite_all(self._fd, data, self._offset)
+        self._offset += len(data)
+
+    def close(self) -> None:
+        if self._offset != self._end:
+            missing = self._end - self._offset
+            raise ModelError(
+                f"{self._writer.out_dir}: tensor {self.name}: {missing} planned bytes never written"
+            )
+        self._writer._written(self.name, self._hash.hexdigest())
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
