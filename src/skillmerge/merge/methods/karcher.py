@@ -33,28 +33,42 @@ class KarcherParams(MethodParams):
 
 
 def tangent_mean(point: torch.Tensor, directions: list[torch.Tensor]) -> torch.Tensor:
-    """(1/K)·Σ_i log_point(u_i): the mean of the unit vectors mapped to the tangent space at ``point``."""
+    """(1/K)·Σ_i log_point(u_i): the mean of the unit vectors mapped to the tangent space at ``point``.
+
+    One scratch vector for every term, updated in place (a 28M-entry embedding would otherwise hold three
+    temporaries per term).
+    """
     total = torch.zeros_like(point)
+    term = torch.empty_like(point)
     for direction in directions:
         cos = max(-1.0, min(1.0, float(torch.dot(point, direction))))
         angle = math.acos(cos)
         if angle > 1e-12:  # u = point contributes nothing (and θ/sin θ → 1 there)
-            total += (angle / math.sin(angle)) * (direction - cos * point)
-    return total / len(directions)
+            torch.mul(point, cos, out=term)
+            torch.sub(direction, term, out=term)
+            total += term.mul_(angle / math.sin(angle))
+    return total.div_(len(directions))
 
 
 def karcher_mean(directions: list[torch.Tensor], max_iter: int, tol: float) -> torch.Tensor:
     """The Karcher mean of unit vectors by Riemannian gradient steps, as in the module docstring."""
-    chordal = torch.stack(directions).mean(dim=0)
-    chordal_norm = float(torch.linalg.vector_norm(chordal))
-    point = chordal / chordal_norm if chordal_norm > tol else directions[0].clone()
+    point = torch.zeros_like(directions[0])
+    for direction in directions:  # the chordal mean, summed in place (no stacked copy of every model)
+        point += direction
+    point.div_(len(directions))
+    chordal_norm = float(torch.linalg.vector_norm(point))
+    if chordal_norm > tol:
+        point.div_(chordal_norm)
+    else:
+        point = directions[0].clone()
     for _ in range(max_iter):
         step = tangent_mean(point, directions)
         length = float(torch.linalg.vector_norm(step))
         if length < tol:
             break
-        point = math.cos(length) * point + (math.sin(length) / length) * step
-        point = point / torch.linalg.vector_norm(point)  # stay on the sphere despite rounding
+        point.mul_(math.cos(length)).add_(step.mul_(math.sin(length) / length))
+        del step
+        point.div_(torch.linalg.vector_norm(point))  # stay on the sphere despite rounding
     return point
 
 
@@ -63,10 +77,12 @@ def karcher(inputs: TensorInputs, params: KarcherParams, rng: torch.Generator) -
     flats = [model.reshape(-1) for model in inputs.models]
     norms = [float(torch.linalg.vector_norm(flat)) for flat in flats]
     directions = [flat / norm for flat, norm in zip(flats, norms, strict=True) if norm > ZERO_NORM]
+    del flats
     if not directions:
         return torch.zeros_like(inputs.models[0])
     mean = karcher_mean(directions, params.max_iter, params.tol)
-    return (mean * (sum(norms) / len(norms))).reshape(inputs.models[0].shape)
+    del directions
+    return mean.mul_(sum(norms) / len(norms)).reshape(inputs.models[0].shape)
 
 
 METHODS = (
