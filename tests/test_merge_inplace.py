@@ -107,6 +107,10 @@ def test_a_mapped_tensor_equals_the_read_one_and_writes_stay_private(tmp_path: P
         assert torch.equal(reader.map("a"), tensors["a"])
     with TensorReader(tmp_path) as fresh:
         assert torch.equal(fresh.get("a"), tensors["a"])
+        file = tmp_path / "model.safetensors"
+        file.write_bytes(file.read_bytes()[:-100])  # cut short after the header was read
+        with pytest.raises(ModelError, match="truncated"):
+            fresh.map("c")  # the last tensor: no map past the end, the read names the file
 
 
 def test_a_tensor_streamed_in_pieces_is_the_tensor_added_whole(tmp_path: Path) -> None:

@@ -337,6 +337,37 @@ def test_engine_streamed_tensor_allocates_nothing_the_size_of_the_tensor(
         plan.close()
 
 
+@pytest.mark.parametrize("name", ["task_arithmetic", "dare_ties"])
+def test_engine_writes_slices_without_ever_holding_the_whole_output(
+    name: str, models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the engine's sink, a sliced merge allocates nothing as large as the tensor, and the file
+    holds the tensor the whole-output path returns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from skillmerge.models.shards import PlannedShardWriter, TensorReader
+
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 2048)
+    cfg = _plain(models) if name == "task_arithmetic" else _config(name, models, rescale_norm="l1")
+    plan = build_plan(cfg)
+    try:
+        task = max(plan.tensors, key=lambda t: t.bytes_out)
+        layout = [(task.name, task.out_dtype, task.shape)]
+        with ThreadPoolExecutor(1) as pool, PlannedShardWriter(tmp_path / "out", layout) as writer:
+            sink = engine.SliceSink(pool, writer)
+            loaded = engine._load(plan, task)
+            with allocations() as probe:
+                assert engine.merge_tensor(plan, task, loaded, sink) is None
+                sink.finish()
+        assert probe.sizes and max(probe.sizes) < task.bytes_out // 4  # slices (some int64/float64) only
+        whole = engine.merge_tensor(plan, task, engine._load(plan, task))
+        assert whole is not None
+        with TensorReader(tmp_path / "out") as reader:
+            assert_bitwise(reader.get(task.name), whole)
+    finally:
+        plan.close()
+
+
 def test_plan_estimates_slices_for_streamed_methods(models: list[Path]) -> None:
     estimates = {}
     for name in ("task_arithmetic", "ties", "dare_ties"):

@@ -42,6 +42,7 @@ from skillmerge.errors import ModelError
 from skillmerge.merge.methods.base import TensorInputs, TensorSlices, task_vector
 from skillmerge.merge.plan import (
     CHUNK_ELEMENTS,
+    OUTPUT_SLICES,
     PREFETCH_BYTES,
     InputModel,
     MergePlan,
@@ -156,7 +157,8 @@ def compute_dtype(plan: MergePlan, task: TensorTask) -> torch.dtype:
 
 
 class SliceSink:
-    """Merged slices on their way to the writer thread, through a ring of ``RING`` reused slice buffers.
+    """Merged slices on their way to the writer thread, through a ring of ``RING`` (OUTPUT_SLICES) reused
+    slice buffers.
 
     A tensor merged slice by slice is written slice by slice (:meth:`PlannedShardWriter.open_stream`): the
     writer thread hashes and writes one slice while the merge computes the next, and a buffer is reused only
@@ -166,7 +168,7 @@ class SliceSink:
     submission order; :meth:`finish` waits for all and raises the first error.
     """
 
-    RING = 4
+    RING = OUTPUT_SLICES
 
     def __init__(self, pool: ThreadPoolExecutor, writer: PlannedShardWriter) -> None:
         self._pool, self._writer = pool, writer

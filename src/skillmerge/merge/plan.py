@@ -39,9 +39,11 @@ from skillmerge.models.shards import INDEX_FILE, SINGLE_FILE, TensorReader
 # The engine's memory levers, here because the plan's peak estimate is computed from them:
 # elementwise methods run over flat slices of CHUNK_ELEMENTS entries (1 MiB per fp32 operand): small enough
 # that a slice's operands stay in cache through the method's passes, large enough that per-call overhead is
-# noise; and the engine reads ahead at most PREFETCH_BYTES of raw input beyond the next tensor.
+# noise; the engine maps ahead at most PREFETCH_BYTES of raw input beyond the next tensor; and a tensor
+# merged in slices is written in slices, from OUTPUT_SLICES reused slice buffers.
 CHUNK_ELEMENTS = 1 << 18
 PREFETCH_BYTES = 256 * 1024**2
+OUTPUT_SLICES = 4
 
 
 def streams(
@@ -96,11 +98,11 @@ class MergePlan:
 
     @property
     def peak_bytes(self) -> int:
-        """Working memory estimate: raw input bytes in flight (the tensor being merged and those read ahead,
-        see PREFETCH_BYTES) + the output tensor + fp32 working copies: a cache-sized slice per
-        input for an elementwise or streamed method (whole rows for DELLA), else the largest tensor in fp32
-        for every input, its delta, the method's temporaries and the output. Output shards are written in
-        place, never held in memory."""
+        """Working memory estimate: raw input bytes in flight (the tensor being merged and those mapped
+        ahead, see PREFETCH_BYTES) + fp32 working copies + the output: for an elementwise or streamed
+        method a cache-sized slice per input (whole rows for DELLA) and OUTPUT_SLICES output slices, else
+        the largest tensor in fp32 for every input, its delta, the method's temporaries, and the largest
+        output tensor (the one in the writer). Output shards are written in place, never held in memory."""
         n = len(self.models)
         largest = max((numel(t.shape) for t in self.tensors), default=0)
         lora = any(m.kind == "lora" for m in self.models)
@@ -108,17 +110,20 @@ class MergePlan:
         streamed = streams(
             self.method, self.config.device, self.config.dtype if compute == "dtype" else compute
         )
-        if lora or not (self.method.elementwise or streamed):
-            working = largest
-        else:
+        sliced = not lora and (self.method.elementwise or streamed)
+        if sliced:
             # a slice is CHUNK_ELEMENTS long, or one row where DELLA needs whole rows longer than that
             slices = (min(numel(t.shape), max(CHUNK_ELEMENTS, *t.shape[-1:])) for t in self.tensors)
             working = max(slices, default=0)
+            output = OUTPUT_SLICES * working * 4
+        else:
+            working = largest
+            output = max((t.bytes_out for t in self.tensors), default=0)
         fp32 = working * 4 * (2 * n + 3)
         by_size = sorted((t.bytes_in for t in self.tensors), reverse=True)
-        # the tensor being merged and the next are read whole; further read-ahead stops at PREFETCH_BYTES
+        # the tensor being merged and the next are mapped whole; further read-ahead stops at PREFETCH_BYTES
         prefetch = sum(by_size[:2]) + min(PREFETCH_BYTES, sum(by_size[2 : self.config.io_threads + 1]))
-        return fp32 + prefetch + max((t.bytes_out for t in self.tensors), default=0)
+        return fp32 + prefetch + output
 
     def inputs(self) -> list[InputModel]:
         return ([self.base] if self.base is not None else []) + self.models

@@ -306,13 +306,18 @@ class TensorReader:
             if fd is None:
                 fd = self._fds[file] = os.open(file, os.O_RDONLY)
             self.bytes_read += nbytes
-        region = mmap.mmap(
-            fd,
-            start - page + nbytes,
-            flags=mmap.MAP_PRIVATE,
-            prot=mmap.PROT_READ | mmap.PROT_WRITE,
-            offset=page,
-        )
+        try:
+            region = mmap.mmap(
+                fd,
+                start - page + nbytes,
+                flags=mmap.MAP_PRIVATE,
+                prot=mmap.PROT_READ | mmap.PROT_WRITE,
+                offset=page,
+            )
+        except (OSError, ValueError):  # a file system without mmap, or a file cut short since it was opened
+            with self._lock:
+                self.bytes_read -= nbytes
+            return self.get(name)  # reads it, or names the truncated file
         try:  # fill the page tables now, read-only (MAP_POPULATE would copy every page of a private map)
             region.madvise(_MADV_POPULATE_READ)
         except OSError:  # Linux < 5.14: the first touch faults the pages in instead
