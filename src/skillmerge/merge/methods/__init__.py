@@ -5,7 +5,10 @@ Importing this package registers the built-in methods: ``linear``, ``task_arithm
 ``della_linear``, ``slerp``, ``nuslerp``, ``multislerp``, ``karcher``, ``model_stock``, ``sce``,
 ``nearswap`` and ``passthrough``. A new method is a module exporting ``METHODS`` (or any
 :class:`MergeMethod`) passed to :func:`register`; the task-arithmetic family (task arithmetic, TIES, DARE,
-breadcrumbs, DELLA) is one table in :mod:`.family`.
+breadcrumbs, DELLA) is one table in :mod:`.family`. A method only needs ``fn``; ``elementwise`` lets the
+engine run it over slices, an ``into`` form (bitwise ``fn``, in place) spares that path its temporaries,
+and a ``streamed`` form does the same for methods that need whole-tensor statistics first
+(:class:`~skillmerge.merge.methods.base.MergeMethod`).
 """
 
 from __future__ import annotations
