@@ -396,3 +396,36 @@ def test_norm_rescale_sums_in_float64_whatever_the_thread_count(all_threads: Non
         torch.set_num_threads(threads)
         got.append(vector_norm(values, "l1"))
     assert got[0] == got[1] and abs(got[0] - exact) <= 1e-9 * exact
+
+
+@pytest.mark.parametrize("name", ["ties", "dare_ties"])
+def test_streamed_merge_is_the_same_on_one_thread_and_on_all(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streamed methods run their slices' ops on every core: the bytes must not depend on how many. The
+    embedding here is 4096 × 64 (slices above torch's parallel grain), the rescale an L1 norm sum."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=4096,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    paths = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        paths.append(save_model(LlamaForCausalLM(config), None, tmp_path / f"m{seed}"))
+    cfg = _config(name, paths, rescale_norm="l1") if name == "dare_ties" else _config(name, paths)
+    before = torch.get_num_threads()
+    fingerprints = []
+    try:
+        for threads in (1, max(2, before)):
+            torch.set_num_threads(threads)
+            fingerprints.append(run(cfg, tmp_path / f"out-{threads}").weights_fingerprint)
+    finally:
+        torch.set_num_threads(before)
+    assert fingerprints[0] == fingerprints[1]
