@@ -341,8 +341,8 @@ def test_engine_streamed_tensor_allocates_nothing_the_size_of_the_tensor(
 def test_engine_writes_slices_without_ever_holding_the_whole_output(
     name: str, models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Through the engine's sink, a sliced merge allocates nothing as large as the tensor, and the file
-    holds the tensor the whole-output path returns."""
+    """Through the engine's sink, a sliced merge allocates nothing near the tensor's size, and the file holds
+    the tensor the whole-output path returns."""
     from concurrent.futures import ThreadPoolExecutor
 
     from skillmerge.models.shards import PlannedShardWriter, TensorReader
@@ -359,7 +359,8 @@ def test_engine_writes_slices_without_ever_holding_the_whole_output(
             with allocations() as probe:
                 assert engine.merge_tensor(plan, task, loaded, sink) is None
                 sink.finish()
-        assert probe.sizes and max(probe.sizes) < task.bytes_out // 4  # slices (some int64/float64) only
+        # slices (some int64/float64), and DARE's kept keep-mask: one byte per entry, a quarter of the tensor
+        assert probe.sizes and max(probe.sizes) <= task.bytes_out // 4
         whole = engine.merge_tensor(plan, task, engine._load(plan, task))
         assert whole is not None
         with TensorReader(tmp_path / "out") as reader:

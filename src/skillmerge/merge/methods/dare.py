@@ -48,25 +48,41 @@ def drop_at_random_streamed(
     slices: TensorSlices, index: int, model: DensityParams, params: GeneralizedParams, stream: DrawStream
 ) -> SliceSparsifier:
     """:func:`drop_at_random` over slices: the same uniforms, replayed slice after slice from the state
-    where the whole-tensor draw would begin (an L1/L2/L∞ rescale first replays them once for its norms)."""
+    where the whole-tensor draw would begin. An L1/L2/L∞ rescale draws the mask once, for its norms, and
+    keeps it (one byte per entry of this tensor) for phase 2 instead of drawing the uniforms again."""
     density = model.density
     if density >= 1:
         return KEEP_ALL
     start_state = stream.take(slices.numel)
     rescale = params.rescale_mode
-    norms = None
     if rescale in NORMS:
         drawn = replay(start_state)
-        norms = slice_norms(
-            slices,
-            index,
-            lambda delta: random_keep_mask(delta.shape, density, drawn),
-            rescale,  # type: ignore[arg-type]
-        )
+        kept = torch.empty(slices.numel, dtype=torch.bool)
+        filled = 0
+
+        def draw_and_keep(delta: torch.Tensor) -> torch.Tensor:
+            nonlocal filled
+            mask = random_keep_mask(delta.shape, density, drawn)
+            kept[filled : filled + mask.numel()] = mask.reshape(-1)
+            filled += mask.numel()
+            return mask
+
+        norms = slice_norms(slices, index, draw_and_keep, rescale)  # type: ignore[arg-type]
         stream.settled_by(drawn)
+        used = 0
+
+        def kept_mask(delta: torch.Tensor) -> torch.Tensor:
+            nonlocal used
+            mask = kept[used : used + delta.numel()].view(delta.shape)
+            used += delta.numel()
+            return mask
+
+        return SliceSparsifier(
+            lambda delta: rescale_survivors(delta, kept_mask(delta), density, rescale, norms)
+        )
     draws = replay(start_state)
     return SliceSparsifier(
         lambda delta: rescale_survivors(
-            delta, random_keep_mask(delta.shape, density, draws), density, rescale, norms
+            delta, random_keep_mask(delta.shape, density, draws), density, rescale
         )
     )
