@@ -5,14 +5,14 @@ files, :meth:`TensorReader.map`: a small thread pool maps the next few tensors a
 tables, so a cold disk's reads overlap compute and a warm page cache costs no copy), converts them to fp32 on
 the chosen device, checks they are finite, builds the task vectors (LoRA: ΔW = s·B·A), calls the method with
 a generator seeded from ``sha256(f"{seed}:{name}")`` (so the result does not depend on thread count or
-tensor order), casts to the output dtype and hands the tensor to a writer thread, which hashes it and writes
-it at its offset. Peak memory is O(the tensors mapped ahead + two output tensors), never O(model): the
-output's shard layout is fixed from the plan up front, so each merged tensor is written straight away, from
-one of two reused buffers. Elementwise methods (linear, task_arithmetic, wise_ft) run over cache-sized flat
-slices, each slice written in place into the output (their ``into`` form), so even a
-100M-entry embedding never exists as a full fp32 copy; so do streamed methods (TIES, DARE, breadcrumbs,
-DELLA on the CPU), which first read the slices for their per-tensor statistics (top-k thresholds, norms,
-generator positions).
+tensor order), casts to the output dtype and hands the result to a writer thread, which hashes it and writes
+it at its offset (the output's shard layout is fixed from the plan up front). Elementwise methods (linear,
+task_arithmetic, wise_ft, nearswap, passthrough) run over cache-sized flat slices, the first three writing
+each fp32 slice in place (their ``into`` form); so do streamed methods (TIES, DARE, breadcrumbs, DELLA on
+the CPU), which first read the slices for their per-tensor statistics (top-k thresholds, norms, generator
+positions). Their slices go to the writer one by one (:class:`SliceSink`), so even a 100M-entry embedding
+never exists as a whole fp32 copy or a whole output. Peak memory is O(the tensors mapped ahead + a few
+slices) for those, O(the largest tensor's working copies) for the others, never O(model).
 
 Everything is written inside :func:`skillmerge.atomic.atomic_dir`: an error at any point (a NaN found in
 tensor 200, a full disk) leaves nothing at the destination.
