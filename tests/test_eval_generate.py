@@ -48,6 +48,22 @@ def _with(backend: HFBackend, batch_size: int) -> HFBackend:
     return HFBackend(backend.model, backend.tokenizer, backend.template, batch_size=batch_size)
 
 
+def _gpt2(backend: HFBackend) -> torch.nn.Module:
+    """A small GPT-2 on the backend's tokenizer: learned absolute positions expose any padding offset."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(backend.tokenizer),
+        n_positions=256,
+        n_embd=64,
+        n_layer=2,
+        n_head=2,
+        initializer_range=0.1,
+    )
+    return GPT2LMHeadModel(config).eval()
+
+
 def _copy_model(source: Path, dest: Path, skip: tuple[str, ...] = ()) -> Path:
     dest.mkdir()
     for item in source.iterdir():
@@ -223,18 +239,7 @@ def test_model_dir_without_tokenizer_is_refused(tiny_model_dir: Path, tmp_path: 
 
 def test_left_padding_keeps_absolute_positions(backend: HFBackend) -> None:
     # RoPE models only see relative positions; GPT-2's learned absolute positions expose any padding offset.
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    config = GPT2Config(
-        vocab_size=len(backend.tokenizer),
-        n_positions=256,
-        n_embd=64,
-        n_layer=2,
-        n_head=2,
-        initializer_range=0.1,
-    )
-    torch.manual_seed(0)
-    gpt2 = HFBackend(GPT2LMHeadModel(config).eval(), backend.tokenizer, backend.template, batch_size=4)
+    gpt2 = HFBackend(_gpt2(backend), backend.tokenizer, backend.template, batch_size=4)
     prompts = [gpt2.encode_prompt(c) for c in CONVERSATIONS]
     params = GenerationParams(max_new_tokens=8)
     assert gpt2.generate_ids(prompts, params) == _with(gpt2, 1).generate_ids(prompts, params)
@@ -254,20 +259,7 @@ def test_shared_prefix_runs_once_and_changes_no_score(
     # Scores must equal those of full-sequence batches (GPT-2's absolute positions would expose an offset).
     import skillmerge.evaluate.generate as generate
 
-    model = backend.model
-    if kind == "gpt2":
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        torch.manual_seed(0)
-        config = GPT2Config(
-            vocab_size=len(backend.tokenizer),
-            n_positions=256,
-            n_embd=64,
-            n_layer=2,
-            n_head=2,
-            initializer_range=0.1,
-        )
-        model = GPT2LMHeadModel(config).eval()
+    model = _gpt2(backend) if kind == "gpt2" else backend.model
     shared = HFBackend(model, backend.tokenizer, backend.template, batch_size=3)
     requests = [
         (c, cont) for c, cont in zip(SHARED, ["4.", " the cat", "Hi", "a", "111", "2", "cat"], strict=True)

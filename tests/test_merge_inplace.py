@@ -148,23 +148,10 @@ def test_a_tensor_streamed_in_pieces_is_the_tensor_added_whole(tmp_path: Path) -
 
 
 def _tiny_family(root: Path) -> tuple[Path, list[Path]]:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+    from model_factory import tiny_llama
     from skillmerge.models.io import save_model
 
-    config = LlamaConfig(
-        vocab_size=96,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-    )
-    dirs = []
-    for seed in range(3):
-        torch.manual_seed(seed)
-        dirs.append(save_model(LlamaForCausalLM(config), None, root / f"m{seed}"))
+    dirs = [save_model(tiny_llama(seed=seed, vocab_size=96), None, root / f"m{seed}") for seed in range(3)]
     return dirs[0], dirs[1:]
 
 

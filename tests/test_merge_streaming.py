@@ -405,21 +405,10 @@ def test_streamed_merge_is_the_same_on_one_thread_and_on_all(
 ) -> None:
     """Streamed methods run their slices' ops on every core: the bytes must not depend on how many. The
     embedding here is 4096 × 64 (slices above torch's parallel grain), the rescale an L1 norm sum."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from model_factory import tiny_llama
 
-    config = LlamaConfig(
-        vocab_size=4096,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    paths = []
-    for seed in range(3):
-        torch.manual_seed(seed)
-        paths.append(save_model(LlamaForCausalLM(config), None, tmp_path / f"m{seed}"))
+    shape = {"vocab_size": 4096, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1}
+    paths = [save_model(tiny_llama(seed=seed, **shape), None, tmp_path / f"m{seed}") for seed in range(3)]
     cfg = _config(name, paths, rescale_norm="l1") if name == "dare_ties" else _config(name, paths)
     before = torch.get_num_threads()
     fingerprints = []
