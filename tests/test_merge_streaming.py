@@ -508,3 +508,102 @@ def test_sce_variance_is_torch_var_bit_for_bit(count: int) -> None:
     assert_bitwise(variance(deltas), deltas.var(dim=0))
     assert_bitwise(variance(deltas.reshape(count, 1, -1)), deltas.var(dim=0).reshape(1, -1))
     assert_bitwise(variance(deltas[:1]), torch.zeros(300_001))
+
+
+# --- SLERP, NuSLERP, Model Stock: coefficients from float64 dot products, then an elementwise mix ----------
+
+GRAM_CASES = {
+    "slerp-base": ("slerp", 1, {"t": 0.3}),
+    "slerp-two": ("slerp", 2, {"t": 0.7}),
+    "slerp-colinear": ("slerp", 1, {"t": 0.4}),
+    "nuslerp": ("nuslerp", 2, {}),
+    "nuslerp-rows": ("nuslerp", 2, {"nuslerp_flatten": False}),
+    "nuslerp-columns": ("nuslerp", 2, {"nuslerp_flatten": False, "nuslerp_row_wise": True}),
+    "model_stock": ("model_stock", 3, {}),
+    "model_stock-filter_wise": ("model_stock", 2, {"filter_wise": True}),
+}
+
+
+def _gram_run(case: str, shape: tuple[int, ...], with_base: bool, slice_elements: int | None) -> torch.Tensor:
+    """The case's merge whole (``slice_elements`` None) or streamed."""
+    name, count, parameters = GRAM_CASES[case]
+    tensors = _inputs(shape, count, seed=len(case), levels=None)
+    if case == "slerp-colinear":  # the model is the base scaled: |cos Ω| = 1, lerp
+        tensors = [tensors[0], tensors[0] * 1.5]
+    method = get_method(name)
+    params = method.params(**parameters)
+    weights = [0.4, 1.3][:count] + [1.0] * max(0, count - 2)
+    model_params = [method.model_params() for _ in range(count)]
+    base, *models = tensors
+    if slice_elements is None:
+        deltas = [m - base for m in models] if with_base else None
+        inputs = TensorInputs("t", base if with_base else None, models, deltas, weights, model_params)
+        return method.fn(inputs, params, torch.Generator())
+    slices = TensorSlices(
+        "t",
+        tuple(base.shape),
+        base.reshape(-1) if with_base else None,
+        [m.reshape(-1) for m in models],
+        weights,
+        model_params,
+        slice_elements=slice_elements,
+    )
+    assert method.streamed is not None
+    merge = method.streamed(slices, params, torch.Generator())
+    parts = [merge.merge(start, stop) for start, stop in slices.ranges(merge.align)]
+    return torch.cat(parts).reshape(base.shape)
+
+
+@pytest.mark.parametrize("case", sorted(GRAM_CASES))
+@pytest.mark.parametrize("shape", [(37, 53), (300,), (3, 1, 7), ()])
+def test_streamed_gram_methods_equal_whole_tensor_bitwise(case: str, shape: tuple[int, ...]) -> None:
+    with_base = case != "slerp-two" and not (case.startswith("nuslerp") and shape == (300,))
+    want = _gram_run(case, shape, with_base, None)
+    for slice_elements in (1, 64, 53 * 3, 10**6):
+        assert_bitwise(_gram_run(case, shape, with_base, slice_elements), want)
+
+
+def test_gram_sums_are_float64_and_the_same_on_any_thread_count(all_threads: None) -> None:
+    from skillmerge.merge.methods.gram import gram
+
+    gen = torch.Generator().manual_seed(9)
+    a, b = torch.randn(2, 3_000_001, generator=gen) * 0.01
+    got = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        products = gram([a, b])
+        got.append((products.dot(0, 1), products.norm(0), products.norm(1), products.dot(1, 0)))
+    assert got[0] == got[1]
+    exact = float((a.double() * b.double()).sum())
+    assert abs(got[0][0] - exact) <= 1e-12 * float(a.double().norm() * b.double().norm())
+    assert got[0][0] == got[0][3] and abs(got[0][1] - float(a.double().norm())) <= 1e-12 * got[0][1]
+
+
+@pytest.mark.parametrize("name", ["slerp", "nuslerp", "model_stock"])
+def test_engine_streams_gram_methods_and_matches_the_whole_tensor_merge_bitwise(
+    name: str, models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nuslerp here has no base: the engine streams methods that need none without one."""
+    base, *skills = models
+    entries = [{"model": str(m), "weight": w} for m, w in zip(skills, [0.3, 0.8], strict=True)]
+    config: dict[str, Any] = {"method": name, "models": entries}
+    if name == "slerp":
+        config |= {"base_model": str(base), "models": entries[:1], "parameters": {"t": 0.35}}
+    elif name == "model_stock":
+        config["base_model"] = str(base)
+    cfg = MergeConfig.model_validate(config)
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 1000)
+    calls: list[str] = []
+    method = get_method(name)
+    assert method.streamed is not None and not method.elementwise
+
+    def counting(slices: TensorSlices, params: Any, rng: torch.Generator) -> Any:
+        calls.append(slices.name)
+        return method.streamed(slices, params, rng)
+
+    monkeypatch.setitem(methods._REGISTRY, name, dataclasses.replace(method, streamed=counting))
+    streamed_run = run(cfg, tmp_path / "streamed")
+    assert len(calls) == streamed_run.tensors
+    monkeypatch.setitem(methods._REGISTRY, name, dataclasses.replace(method, streamed=None))
+    whole_run = run(cfg, tmp_path / "whole")
+    assert streamed_run.weights_fingerprint == whole_run.weights_fingerprint

@@ -258,7 +258,7 @@ def merge_tensor(
         streams(plan.method, device, compute)
         and full_models
         and numel(task.shape)
-        and loaded.base is not None
+        and (loaded.base is not None or not plan.method.needs_base)
     ):
         return _merge_streamed(plan, task, loaded, sink)
     base = fp32(loaded.base, plan.base) if loaded.base is not None and plan.base is not None else None
@@ -395,9 +395,12 @@ def _merge_streamed(
     result equals the whole-tensor call (see :class:`MergeMethod`). Inputs are checked for NaN/inf first,
     slice by slice: phase 1 ranks and sums them.
     """
-    assert plan.base is not None and loaded.base is not None
-    owners: list[InputModel] = [plan.base, *plan.task_models(task)]
-    raws: list[torch.Tensor] = [loaded.base, *loaded.models]
+    owners: list[InputModel] = list(plan.task_models(task))
+    raws: list[torch.Tensor] = list(loaded.models)
+    with_base = plan.base is not None and loaded.base is not None
+    if plan.base is not None and loaded.base is not None:
+        owners.insert(0, plan.base)
+        raws.insert(0, loaded.base)
     loaded.base, loaded.models = None, [None] * len(loaded.models)
     chunk = CHUNK_ELEMENTS  # read at call time, so tests can force many small slices
     flats = [raw.reshape(-1) for raw in raws]
@@ -406,8 +409,8 @@ def _merge_streamed(
     slices = TensorSlices(
         name=task.name,
         shape=task.shape,
-        base_flat=flats[0],
-        model_flats=flats[1:],
+        base_flat=flats[0] if with_base else None,
+        model_flats=flats[1:] if with_base else flats,
         weights=list(task.weights),
         model_params=list(task.model_params),
         slice_elements=chunk,

@@ -108,6 +108,14 @@ class TensorSlices:
         """τ_i on [start, stop): the same fp32 subtraction, entry for entry, as :func:`task_vector`."""
         return task_vector(self.model(i, start, stop), self.base(start, stop))
 
+    def whole(self) -> TensorInputs:
+        """The tensor's inputs whole, in fp32, as the engine hands them to a method's ``fn``: for a streamed
+        method whose parameters leave nothing to stream (e.g. a per-row mode)."""
+        base = None if self.base_flat is None else self.base(0, self.numel).reshape(self.shape)
+        models = [self.model(i, 0, self.numel).reshape(self.shape) for i in range(len(self.model_flats))]
+        deltas = None if base is None else [task_vector(model, base) for model in models]
+        return TensorInputs(self.name, base, models, deltas, list(self.weights), list(self.model_params))
+
 
 @dataclass(frozen=True)
 class SliceMerge:
@@ -119,6 +127,12 @@ class SliceMerge:
 
     merge: Callable[[int, int], torch.Tensor]
     align: int = 1
+
+    @staticmethod
+    def of(result: torch.Tensor) -> SliceMerge:
+        """Phase 2 handing out slices of a result computed whole in phase 1."""
+        flat = result.reshape(-1)
+        return SliceMerge(lambda start, stop: flat[start:stop])
 
 
 IntoFn = Callable[[TensorInputs, Any, torch.Tensor], None]

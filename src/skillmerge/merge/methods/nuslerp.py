@@ -10,6 +10,9 @@ slerp is :func:`.slerp.slerp_tensors`, but with lerp only where the vectors are 
 interpolates the flattened tensors; with ``nuslerp_flatten: false`` every vector along the last dimension
 is interpolated on its own, or every vector along the first dimension with ``nuslerp_row_wise: true``
 (mergekit's naming; a 1-D tensor is one vector either way).
+
+Flattened, the engine streams it (:func:`.slerp.streamed_slerp` on θ_i or τ_i slices); per vector, the
+streamed form computes the tensor whole.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from __future__ import annotations
 import torch
 
 from skillmerge.errors import UsageError
-from skillmerge.merge.methods.base import MergeMethod, MethodParams, TensorInputs
-from skillmerge.merge.methods.slerp import NORM_EPS, slerp_tensors
+from skillmerge.merge.methods.base import MergeMethod, MethodParams, SliceMerge, TensorInputs, TensorSlices
+from skillmerge.merge.methods.slerp import NORM_EPS, slerp_tensors, streamed_slerp
 from skillmerge.merge.methods.task_arithmetic import task_vectors
 
 # nuslerp keeps the spherical formula much closer to colinear than slerp's 0.9995 (measured on mergekit 0.1.5:
@@ -46,14 +49,19 @@ def slerp_vectors(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(colinear, (1 - t) * a + t * b, spherical)
 
 
+def _fraction(name: str, count: int, weights: list[float]) -> float:
+    """t = w_2/(w_1 + w_2), or a one-line error naming the tensor."""
+    if count != 2:
+        raise UsageError(f"tensor {name}: nuslerp takes exactly two models, got {count}")
+    w_1, w_2 = weights
+    if w_1 + w_2 == 0:
+        raise UsageError(f"tensor {name}: nuslerp weights sum to 0, t = w_2/(w_1 + w_2) is undefined")
+    return w_2 / (w_1 + w_2)
+
+
 def nuslerp(inputs: TensorInputs, params: NuSlerpParams, rng: torch.Generator) -> torch.Tensor:
     """slerp between the two models (or their task vectors, when there is a base) at t = w_2/(w_1 + w_2)."""
-    if len(inputs.models) != 2:
-        raise UsageError(f"tensor {inputs.name}: nuslerp takes exactly two models, got {len(inputs.models)}")
-    w_1, w_2 = inputs.weights
-    if w_1 + w_2 == 0:
-        raise UsageError(f"tensor {inputs.name}: nuslerp weights sum to 0, t = w_2/(w_1 + w_2) is undefined")
-    t = w_2 / (w_1 + w_2)
+    t = _fraction(inputs.name, len(inputs.models), inputs.weights)
     first, second = task_vectors(inputs) if inputs.base is not None else inputs.models
     if params.nuslerp_flatten or first.dim() <= 1:
         merged = slerp_tensors(t, first, second, colinear_dot=COLINEAR_DOT)
@@ -62,6 +70,21 @@ def nuslerp(inputs: TensorInputs, params: NuSlerpParams, rng: torch.Generator) -
     else:
         merged = slerp_vectors(t, first, second)
     return merged if inputs.base is None else inputs.base + merged
+
+
+def nuslerp_streamed(slices: TensorSlices, params: NuSlerpParams, rng: torch.Generator) -> SliceMerge:
+    """:func:`nuslerp` over slices when flattened (per-vector modes: computed whole, handed out in slices)."""
+    t = _fraction(slices.name, len(slices.model_flats), slices.weights)
+    if not (params.nuslerp_flatten or len(slices.shape) <= 1):
+        return SliceMerge.of(nuslerp(slices.whole(), params, rng))
+    if slices.base_flat is None:
+        return streamed_slerp(
+            t, slices, lambda a, b: slices.model(0, a, b), lambda a, b: slices.model(1, a, b), COLINEAR_DOT
+        )
+    inner = streamed_slerp(
+        t, slices, lambda a, b: slices.delta(0, a, b), lambda a, b: slices.delta(1, a, b), COLINEAR_DOT
+    )
+    return SliceMerge(lambda start, stop: slices.base(start, stop) + inner.merge(start, stop))
 
 
 METHODS = (
@@ -73,5 +96,6 @@ METHODS = (
         min_models=2,
         max_models=2,
         formula="θ = [θ_base +] slerp(w_2/(w_1+w_2); θ_1 [− θ_base], θ_2 [− θ_base])",
+        streamed=nuslerp_streamed,
     ),
 )
