@@ -50,6 +50,9 @@ CASES = [
     ("linear", {"normalize": False}, [1.0, -1.0, 0.5]),
     ("wise_ft", {}, [0.35]),
     ("wise_ft", {"omega": 1.0}, [0.2]),
+    ("nearswap", {"t": 0.01}, [1.0]),
+    ("nearswap", {"t": 0}, [1.0]),  # equal entries: 0/0
+    ("nearswap", {"t": 1e30}, [1.0]),  # every entry the model's
 ]
 
 
@@ -73,7 +76,7 @@ def test_into_is_bitwise_the_method(name: str, raw: dict, weights: list[float]) 
 def test_every_in_place_form_belongs_to_an_elementwise_method() -> None:
     # The engine only hands ``into`` slices; a method that ranks or samples must not have one.
     with_into = {m.name for m in list_methods() if m.into is not None}
-    assert with_into >= {"task_arithmetic", "linear", "wise_ft"}
+    assert with_into >= {"task_arithmetic", "linear", "wise_ft", "nearswap"}
     assert all(get_method(name).elementwise for name in with_into)
 
 

@@ -536,3 +536,11 @@ def test_new_methods_leave_their_inputs_untouched():
         run(name, inputs, **({"t": 0.1} if name == "nearswap" else {}))
         for before, after in zip(snapshot, [inputs.base, *inputs.models, *inputs.deltas], strict=True):
             assert torch.equal(before, after), name
+
+
+def test_nearswap_with_t_zero_keeps_the_base_even_where_the_distance_is_subnormal():
+    """0/d = 0 for every d > 0; torch's 0·(1/d) would be NaN where 1/d overflows (d < 2.9e-39)."""
+    base = torch.tensor([1e-45, 0.0, 5.0, 3.0])
+    other = torch.tensor([0.0, 1e-40, 5.0, 4.0])
+    got = run("nearswap", TensorInputs("w", base, [other], None, [1.0]), t=0.0)
+    assert torch.equal(got, base)

@@ -35,9 +35,27 @@ def nearswap(inputs: TensorInputs, params: NearswapParams, rng: torch.Generator)
         raise UsageError(f"tensor {inputs.name}: nearswap takes exactly one model besides the base")
     (other,) = inputs.models
     distance = (base - other).abs()
-    # t = 0 at an equal entry is 0/0: that entry is the base's (and the model's) value anyway
-    weight = torch.where(distance == 0, 1.0, (params.t / distance).clamp(0.0, 1.0))
+    if params.t == 0:  # w = 0 wherever they differ (torch's t·(1/d) is 0·inf = NaN where 1/d overflows)
+        weight = (distance == 0).to(base.dtype)
+    else:  # equal entries: t/0 = inf → 1
+        weight = torch.where(distance == 0, 1.0, (params.t / distance).clamp(0.0, 1.0))
     return weight * other + (1 - weight) * base
+
+
+def nearswap_into(inputs: TensorInputs, params: NearswapParams, out: torch.Tensor) -> None:
+    """:func:`nearswap` written into ``out`` with one scratch slice (the engine's in-place form): the same
+    fp32 operations per entry (torch evaluates ``t / distance`` as ``t · (1/distance)``), the same bits."""
+    base = require_base(inputs)
+    if len(inputs.models) != 1:
+        raise UsageError(f"tensor {inputs.name}: nearswap takes exactly one model besides the base")
+    (other,) = inputs.models
+    torch.sub(base, other, out=out)
+    if params.t == 0:
+        out.copy_(out == 0)  # the weight: 1 where equal, else 0
+    else:
+        out.abs_().reciprocal_().mul_(params.t).clamp_(0.0, 1.0)  # the weight; equal: t·inf = inf → 1
+    rest = torch.neg(out).add_(1.0).mul_(base)  # (1 − w)·θ_base
+    out.mul_(other).add_(rest)
 
 
 METHODS = (
@@ -50,5 +68,6 @@ METHODS = (
         max_models=1,
         formula="θ = w·θ_1 + (1−w)·θ_base, w = clamp(t/|θ_base − θ_1|, 0, 1)",
         elementwise=True,
+        into=nearswap_into,
     ),
 )
