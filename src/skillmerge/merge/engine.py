@@ -7,12 +7,13 @@ the chosen device, checks they are finite, builds the task vectors (LoRA: ΔW = 
 a generator seeded from ``sha256(f"{seed}:{name}")`` (so the result does not depend on thread count or
 tensor order), casts to the output dtype and hands the result to a writer thread, which hashes it and writes
 it at its offset (the output's shard layout is fixed from the plan up front). Elementwise methods (linear,
-task_arithmetic, wise_ft, nearswap, passthrough) run over cache-sized flat slices, the first three writing
-each fp32 slice in place (their ``into`` form); so do streamed methods (TIES, DARE, breadcrumbs, DELLA on
-the CPU), which first read the slices for their per-tensor statistics (top-k thresholds, norms, generator
-positions). Their slices go to the writer one by one (:class:`SliceSink`), so even a 100M-entry embedding
-never exists as a whole fp32 copy or a whole output. Peak memory is O(the tensors mapped ahead + a few
-slices) for those, O(the largest tensor's working copies) for the others, never O(model).
+task_arithmetic, wise_ft, nearswap, passthrough) run over cache-sized flat slices, all but passthrough
+writing each fp32 slice in place (their ``into`` form); so do streamed methods (on the CPU: the TIES/DARE
+family, breadcrumbs, DELLA, SCE, SLERP, NuSLERP, Model Stock), which first read the slices for their
+per-tensor statistics (top-k thresholds, norms and dot products, generator positions). Their slices go to
+the writer one by one (:class:`SliceSink`), so even a 100M-entry embedding never exists as a whole fp32
+copy or a whole output. Peak memory is O(the tensors mapped ahead + a few slices) for those, O(the
+largest tensor's working copies) for the others, never O(model).
 
 Everything is written inside :func:`skillmerge.atomic.atomic_dir`: an error at any point (a NaN found in
 tensor 200, a full disk) leaves nothing at the destination.
@@ -388,7 +389,7 @@ def _merge_streamed(
     loaded: _Loaded,
     sink: SliceSink | None,
 ) -> torch.Tensor | None:
-    """A streamed method (TIES, DARE, breadcrumbs, DELLA) over flat slices, written straight into the output.
+    """A streamed method (TIES/DARE family, SCE, SLERP, ...) over flat slices, written straight to the output.
 
     Phase 1 (``method.streamed``) reads slices of the inputs for the tensor's statistics; phase 2 merges one
     slice at a time. Only slices of fp32 operands exist (besides the raw inputs and the output), and the

@@ -162,9 +162,10 @@ class MergeMethod:
     halves the compute of a task-arithmetic merge. Held to bitwise equality with ``fn`` by the tests.
 
     ``streamed``: the same method in two phases over slices (see :data:`StreamedFn`), for methods that
-    need whole-tensor statistics first (a top-k threshold, an L1 norm) but are elementwise once those are
-    known. Its output equals ``fn``'s bitwise, except a norm rescale's factor, whose sum is accumulated per
-    slice (see :mod:`.sparsify`). The engine uses it on the CPU for full-model inputs.
+    need whole-tensor statistics first (a top-k threshold, an L1 norm, a dot product) but are elementwise
+    once those are known. Its output equals ``fn``'s bitwise: the sums behind those statistics run in
+    float64 over slices of NORM_SLICE entries in ``fn`` too (:mod:`.sparsify`, :mod:`.gram`). The engine
+    uses it on the CPU for full-model inputs (without a base for methods that need none).
     """
 
     name: str
