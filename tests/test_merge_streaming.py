@@ -292,12 +292,12 @@ def _config(name: str, paths: list[Path], **parameters: Any) -> MergeConfig:
     )
 
 
-@pytest.mark.parametrize("name", STREAMED)
-def test_engine_streams_and_matches_the_whole_tensor_merge_bitwise(
-    name: str, models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def assert_engine_streams_bitwise(
+    name: str, cfg: MergeConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = _config(name, models)
-    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 1000)  # the embedding spans many slices
+    """The engine runs ``name``'s streamed form on every tensor (slices of 1,000 entries: the embedding
+    spans many), and the merged weights equal the whole-tensor merge's bit for bit."""
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 1000)
     calls: list[str] = []
     method = get_method(name)
     assert method.streamed is not None and not method.elementwise
@@ -312,6 +312,14 @@ def test_engine_streams_and_matches_the_whole_tensor_merge_bitwise(
     monkeypatch.setitem(methods._REGISTRY, name, dataclasses.replace(method, streamed=None))
     whole_run = run(cfg, tmp_path / "whole")
     assert streamed_run.weights_fingerprint == whole_run.weights_fingerprint
+
+
+@pytest.mark.parametrize("name", STREAMED)
+def test_engine_streams_and_matches_the_whole_tensor_merge_bitwise(
+    name: str, models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _config(name, models)
+    assert_engine_streams_bitwise(name, cfg, tmp_path, monkeypatch)
 
 
 def test_engine_streamed_tensor_allocates_nothing_the_size_of_the_tensor(
@@ -480,21 +488,7 @@ def test_engine_streams_sce_and_matches_the_whole_tensor_merge_bitwise(
             "parameters": {"select_topk": select_topk},
         }
     )
-    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 1000)  # the embedding spans many slices
-    calls: list[str] = []
-    method = get_method("sce")
-    assert method.streamed is not None and not method.elementwise
-
-    def counting(slices: TensorSlices, params: Any, rng: torch.Generator) -> Any:
-        calls.append(slices.name)
-        return method.streamed(slices, params, rng)
-
-    monkeypatch.setitem(methods._REGISTRY, "sce", dataclasses.replace(method, streamed=counting))
-    streamed_run = run(cfg, tmp_path / "streamed")
-    assert len(calls) == streamed_run.tensors
-    monkeypatch.setitem(methods._REGISTRY, "sce", dataclasses.replace(method, streamed=None))
-    whole_run = run(cfg, tmp_path / "whole")
-    assert streamed_run.weights_fingerprint == whole_run.weights_fingerprint
+    assert_engine_streams_bitwise("sce", cfg, tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("count", [2, 3, 5])
@@ -592,18 +586,4 @@ def test_engine_streams_gram_methods_and_matches_the_whole_tensor_merge_bitwise(
     elif name == "model_stock":
         config["base_model"] = str(base)
     cfg = MergeConfig.model_validate(config)
-    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 1000)
-    calls: list[str] = []
-    method = get_method(name)
-    assert method.streamed is not None and not method.elementwise
-
-    def counting(slices: TensorSlices, params: Any, rng: torch.Generator) -> Any:
-        calls.append(slices.name)
-        return method.streamed(slices, params, rng)
-
-    monkeypatch.setitem(methods._REGISTRY, name, dataclasses.replace(method, streamed=counting))
-    streamed_run = run(cfg, tmp_path / "streamed")
-    assert len(calls) == streamed_run.tensors
-    monkeypatch.setitem(methods._REGISTRY, name, dataclasses.replace(method, streamed=None))
-    whole_run = run(cfg, tmp_path / "whole")
-    assert streamed_run.weights_fingerprint == whole_run.weights_fingerprint
+    assert_engine_streams_bitwise(name, cfg, tmp_path, monkeypatch)

@@ -336,13 +336,7 @@ def _merge_chunked(
     slice is summed (in its output dtype, which also catches a cast that overflows), and only a non-finite
     one pays for finding and naming the cause.
     """
-    owners: list[InputModel] = list(plan.task_models(task))
-    raws: list[torch.Tensor] = list(loaded.models)
-    has_base = loaded.base is not None and plan.base is not None
-    if loaded.base is not None and plan.base is not None:
-        owners.insert(0, plan.base)
-        raws.insert(0, loaded.base)
-    loaded.base, loaded.models = None, [None] * len(loaded.models)
+    owners, raws, has_base = _take_raw_inputs(plan, task, loaded)
     flats = [raw.reshape(-1) for raw in raws]
     out = _SliceOutput(task, sink)
     generator = torch.Generator(device=device)
@@ -383,6 +377,21 @@ def _merge_chunked(
     return out.finish()
 
 
+def _take_raw_inputs(
+    plan: MergePlan, task: TensorTask, loaded: _Loaded
+) -> tuple[list[InputModel], list[torch.Tensor], bool]:
+    """(owners, raw tensors, whether the base is first) of a sliced merge, base first; ``loaded`` lets go
+    of them, so the raw buffers live only as long as the caller's lists."""
+    owners: list[InputModel] = list(plan.task_models(task))
+    raws: list[torch.Tensor] = list(loaded.models)
+    with_base = plan.base is not None and loaded.base is not None
+    if plan.base is not None and loaded.base is not None:
+        owners.insert(0, plan.base)
+        raws.insert(0, loaded.base)
+    loaded.base, loaded.models = None, [None] * len(loaded.models)
+    return owners, raws, with_base
+
+
 def _merge_streamed(
     plan: MergePlan,
     task: TensorTask,
@@ -396,13 +405,7 @@ def _merge_streamed(
     result equals the whole-tensor call (see :class:`MergeMethod`). Inputs are checked for NaN/inf first,
     slice by slice: phase 1 ranks and sums them.
     """
-    owners: list[InputModel] = list(plan.task_models(task))
-    raws: list[torch.Tensor] = list(loaded.models)
-    with_base = plan.base is not None and loaded.base is not None
-    if plan.base is not None and loaded.base is not None:
-        owners.insert(0, plan.base)
-        raws.insert(0, loaded.base)
-    loaded.base, loaded.models = None, [None] * len(loaded.models)
+    owners, raws, with_base = _take_raw_inputs(plan, task, loaded)
     chunk = CHUNK_ELEMENTS  # read at call time, so tests can force many small slices
     flats = [raw.reshape(-1) for raw in raws]
     for owner, flat in zip(owners, flats, strict=True):

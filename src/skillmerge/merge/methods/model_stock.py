@@ -58,7 +58,7 @@ def interpolation(products: Gram) -> float:
     return n * cos / denominator
 
 
-def _mix(t: float, models: list[torch.Tensor], base: torch.Tensor) -> torch.Tensor:
+def _mix(t: float | torch.Tensor, models: list[torch.Tensor], base: torch.Tensor) -> torch.Tensor:
     """t·mean(θ_i) + (1 − t)·θ_base, entry by entry."""
     average = torch.zeros_like(base)
     for model in models:
@@ -83,13 +83,7 @@ def model_stock(inputs: TensorInputs, params: ModelStockParams, rng: torch.Gener
             total += torch.nn.functional.cosine_similarity(vectors[i], vectors[j], dim=-1, eps=COSINE_EPS)
     cos = total / (n * (n - 1) / 2)
     t = n * cos / (1 + (n - 1) * cos)
-    if rowwise:
-        t = t.unsqueeze(-1)
-    average = torch.zeros_like(base)
-    for model in inputs.models:
-        average += model
-    average /= n
-    return t * average + (1 - t) * base
+    return _mix(t.unsqueeze(-1) if rowwise else t, inputs.models, base)
 
 
 def model_stock_streamed(slices: TensorSlices, params: ModelStockParams, rng: torch.Generator) -> SliceMerge:
