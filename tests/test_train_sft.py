@@ -267,3 +267,110 @@ def test_cheapest_split_matches_brute_force() -> None:
         found = cheapest_split(lengths, max_tokens, overhead)
         assert [a for a, _ in found] == [0, *[b for _, b in found[:-1]]] and found[-1][1] == n
         assert cost(lengths, found, overhead) == min(candidates)
+
+
+def test_token_budget_split_cuts_greedily_under_the_budget() -> None:
+    from skillmerge.train.data import token_budget_split
+
+    assert token_budget_split([3, 4, 5, 9], 12) == [(0, 3), (3, 4)]
+    assert token_budget_split([3, 4, 5, 9], 100) == [(0, 4)]
+    assert token_budget_split([20, 30], 10) == [(0, 1), (1, 2)]  # a longer item is its own group
+    assert token_budget_split([], 10) == []
+
+
+def test_padding_free_steps_lay_the_same_examples_end_to_end_without_padding(
+    tiny_tokenizer: PreTrainedTokenizerFast, chat_records: list[ChatRecord]
+) -> None:
+    from skillmerge.train.data import BatchSchedule
+
+    examples, _ = tokenize_records(chat_records, tiny_tokenizer, "chatml", 128)
+    # batch_size × max_len = 1536 tokens ≥ any 12 of these examples (the longest has 71), in one row of ≤ 1024
+    common: dict[str, Any] = {"batch_size": 12, "examples_per_step": 12, "max_len": 128, "seed": 7}
+    common["pad_id"] = 0
+    assert 12 * max(len(e) for e in examples) <= 1024
+    padded = BatchSchedule(examples, packing=False, **common)
+    free = BatchSchedule(examples, packing=False, padding_free=True, **common)
+    for step in range(10):
+        assert free.step_units(step) == padded.step_units(step)  # the same examples in every step
+        for processes in (1, 2):
+            shares = [free.micro_batches(step, p, processes) for p in range(processes)]
+            dealt = sorted(i for share in shares for batch in share for i in batch)
+            assert dealt == sorted(free.step_units(step))
+            for share in shares:
+                assert all(sum(len(examples[i]) for i in batch) <= free.max_tokens for batch in share)
+        counts, padded_counts = free.counts(step, 1), padded.counts(step, 1)
+        assert counts["tokens"] == padded_counts["tokens"]
+        assert counts["loss_tokens"] == padded_counts["loss_tokens"]
+        assert counts["micro_batches"] == 1 and counts["padded_tokens"] == counts["tokens"]  # one row, no pad
+        (batch,) = free.micro_batches(step, 0, 1)
+        tensors = free.collate(batch)
+        assert tensors["input_ids"].shape == (1, counts["tokens"])
+        assert tensors["attention_mask"] is not None and tensors["attention_mask"].dim() == 4
+        targets = int((tensors["labels"][:, 1:] != -100).sum())
+        assert targets == counts["loss_tokens"]
+
+
+def test_padding_free_rows_are_bounded_unless_one_example_is_longer(
+    tiny_tokenizer: PreTrainedTokenizerFast, chat_records: list[ChatRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skillmerge.train import data as train_data
+
+    examples, _ = tokenize_records(chat_records, tiny_tokenizer, "chatml", 128)
+    longest = max(len(e) for e in examples)
+    monkeypatch.setattr(train_data, "ROW_TOKENS", longest - 1)  # shorter than the longest example
+    schedule = train_data.BatchSchedule(
+        examples, batch_size=8, examples_per_step=8, packing=False, padding_free=True, max_len=128, seed=0,
+        pad_id=0,
+    )  # fmt: skip
+    for step in range(schedule.steps_per_epoch):
+        for batch in schedule.micro_batches(step, 0, 1):
+            rows = schedule._rows(batch)
+            assert sorted(i for row in rows for i in row.example_indices) == list(range(len(batch)))
+            assert all(len(row) <= max(longest - 1, max(len(examples[i]) for i in batch)) for row in rows)
+            assert schedule.collate(batch)["input_ids"].shape[0] == len(rows)
+
+
+def test_padding_free_step_has_the_padded_steps_loss_and_gradients(
+    tiny_model_dir: Path, tiny_tokenizer: PreTrainedTokenizerFast, chat_records: list[ChatRecord]
+) -> None:
+    """Examples laid end to end (block-diagonal attention) give the padded batch's loss and gradients."""
+    from skillmerge.train.data import BatchSchedule
+    from skillmerge.train.head import TargetHead, token_loss_sum
+
+    examples, _ = tokenize_records(chat_records, tiny_tokenizer, "chatml", 128)
+    model, _ = load_model(tiny_model_dir)
+    head = TargetHead(model)
+    common: dict[str, Any] = {"batch_size": 8, "examples_per_step": 8, "max_len": 128, "seed": 3, "pad_id": 0}
+
+    def loss_and_grads(schedule: BatchSchedule) -> tuple[float, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        total = torch.zeros(())
+        for batch in schedule.micro_batches(0, 0, 1):
+            tensors = schedule.collate(batch)
+            labels = tensors.pop("labels")
+            with head.targets(labels):
+                logits = model(**{k: v for k, v in tensors.items() if v is not None}, use_cache=False).logits
+                summed = token_loss_sum(logits, labels)
+            summed.backward()
+            total += summed.detach()
+        return float(total), [p.grad.clone() for p in model.parameters()]
+
+    padded_loss, padded_grads = loss_and_grads(BatchSchedule(examples, packing=False, **common))
+    free = BatchSchedule(examples, packing=False, padding_free=True, **common)
+    free_loss, free_grads = loss_and_grads(free)
+    assert free_loss == pytest.approx(padded_loss, rel=1e-5)
+    for a, b in zip(free_grads, padded_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # float summation order only
+
+
+def test_padding_free_and_packing_are_refused_together_and_keyed_only_when_on(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from skillmerge.train.config import TrainConfig
+
+    base = {"model": "m", "out": str(tmp_path / "o")}
+    with pytest.raises(ValidationError, match="two layouts"):
+        TrainConfig(**base, data={"files": ["x"], "packing": True, "padding_free": True})
+    assert "data.padding_free" not in TrainConfig(**base, data={"files": ["x"]}).trajectory()
+    on = TrainConfig(**base, data={"files": ["x"], "padding_free": True}).trajectory()
+    assert on["data.padding_free"] is True

@@ -41,6 +41,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from skillmerge.allocator import keep_freed_memory
 from skillmerge.data.records import ChatRecord, Message
 from skillmerge.data.templates import ChatTemplate, check_tokenizer, get_template, tokenizer_name
 from skillmerge.data.tokenize import bos_to_prepend
@@ -265,6 +266,7 @@ class HFBackend:
     ) -> None:
         if batch_size < 1:
             raise UsageError(f"batch_size must be ≥ 1, got {batch_size}")
+        keep_freed_memory()  # batches free and reallocate the same buffers (skillmerge.allocator)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.template = get_template(template)

@@ -73,7 +73,18 @@ class DataConfig(BaseModel):
         ge=0,
         description="Cost of one more forward/backward, in padded tokens, when cutting micro-batches.",
     )
+    padding_free: bool = Field(
+        False,
+        description="Lay each micro-batch's examples end to end in rows (block-diagonal attention): the "
+        "same examples per step and the same loss, no padding, one forward/backward per micro-batch.",
+    )
     skip_bad: bool = Field(False, description="Skip malformed data lines instead of stopping.")
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> DataConfig:
+        if self.packing and self.padding_free:
+            raise ValueError("data.packing and data.padding_free are two layouts: choose one")
+        return self
 
 
 class TrainConfig(BaseModel):
@@ -180,7 +191,10 @@ class TrainConfig(BaseModel):
         }
         if not self.freeze:  # nothing frozen: the same trajectory (and cache keys) as before the option
             skip.add("freeze")
-        return _flatten(self.model_dump(mode="json", exclude=skip))
+        flat = _flatten(self.model_dump(mode="json", exclude=skip))
+        if not self.data.padding_free:  # padded buckets: the same keys as before the option
+            del flat["data.padding_free"]
+        return flat
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

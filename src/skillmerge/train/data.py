@@ -17,6 +17,14 @@ and every process computes the whole schedule locally, without communication.
   more forward/backward in token-equivalents; ``max_tokens`` defaults to ``batch_size × max_len``, the
   memory of a full-length batch). An exact dynamic program over the sorted lengths, O(n²) per step.
 
+- **Or padding-free** (``padding_free``): each process cuts its sorted share into contiguous micro-batches
+  of at most ``max_tokens`` real tokens and lays each micro-batch's examples end to end in rows of
+  ``max(ROW_TOKENS, longest)`` tokens (best-fit decreasing, :func:`~skillmerge.data.packing.pack_examples`)
+  with a block-diagonal causal mask and positions restarting per example: the same examples and targets,
+  no padding, usually one forward/backward per step. Short chat examples on CPU train ~18% faster so
+  (docs/packing.md); the attention of a row costs ``row_length²`` instead of ``Σ length²``, which
+  ``ROW_TOKENS`` bounds.
+
 Since the loss is normalised by the target tokens of the whole step (:mod:`skillmerge.train.sft`), how a
 step is cut into micro-batches does not change the gradient, only the speed: 1 process × A=2 and
 2 processes × A=1 train on the same examples per step with the same gradients (up to float order).
@@ -50,6 +58,9 @@ from skillmerge.data.templates import check_tokenizer
 from skillmerge.data.tokenize import IGNORE_INDEX, TokenizedExample, TokenizeStats, tokenize_records
 from skillmerge.errors import UsageError
 from skillmerge.train.config import DataConfig
+
+# Longest padding-free row (tokens) unless one example is longer: bounds the row's row_length² attention.
+ROW_TOKENS = 1024
 
 
 @dataclass
@@ -161,9 +172,13 @@ class BatchSchedule:
         pad_id: int,
         max_tokens: int | None = None,
         overhead_tokens: int = 32,
+        padding_free: bool = False,
     ) -> None:
+        if packing and padding_free:
+            raise UsageError("packing and padding_free are two layouts: choose one")
         self.examples_per_step = examples_per_step
         self.packing = packing
+        self.padding_free = padding_free
         self.seed = seed
         self.pad_id = pad_id
         self.max_tokens = max_tokens or batch_size * max_len
@@ -195,7 +210,11 @@ class BatchSchedule:
                 self._splits.clear()
             ranked = sorted(self.step_units(step), key=lambda i: (self.lengths[i], i))
             share = ranked[process::processes]
-            cuts = cheapest_split([self.lengths[i] for i in share], self.max_tokens, self.overhead_tokens)
+            lengths = [self.lengths[i] for i in share]
+            if self.padding_free:
+                cuts = token_budget_split(lengths, self.max_tokens)
+            else:
+                cuts = cheapest_split(lengths, self.max_tokens, self.overhead_tokens)
             self._splits[key] = [share[a:b] for a, b in cuts]
         return self._splits[key]
 
@@ -205,7 +224,11 @@ class BatchSchedule:
         padded = micro = 0
         for process in range(processes):
             for batch in self.micro_batches(step, process, processes):
-                padded += len(batch) * max(self.lengths[i] for i in batch)
+                if self.padding_free:
+                    rows = self._rows(batch)
+                    padded += len(rows) * max(len(row) for row in rows)
+                else:
+                    padded += len(batch) * max(self.lengths[i] for i in batch)
                 micro += 1
         return {
             "examples": sum(self.unit_examples[i] for i in units),
@@ -217,10 +240,18 @@ class BatchSchedule:
 
     def collate(self, batch: Sequence[int]) -> dict[str, torch.Tensor | None]:
         """Tensors of one micro-batch: right-padded buckets, or packed rows with a block-diagonal mask."""
+        if self.padding_free:
+            return collate_packed(self._rows(batch), pad_id=self.pad_id)
         units = [self.units[i] for i in batch]
         if self.packing:
             return collate_packed(units, pad_id=self.pad_id)  # type: ignore[arg-type]
         return collate_padded(units, pad_id=self.pad_id)  # type: ignore[arg-type]
+
+    def _rows(self, batch: Sequence[int]) -> list[PackedRow]:
+        """A padding-free micro-batch's examples laid end to end in rows of ``max(ROW_TOKENS, longest)``."""
+        examples = [self.units[i] for i in batch]
+        longest = max(self.lengths[i] for i in batch)
+        return pack_examples(examples, max(ROW_TOKENS, longest))  # type: ignore[arg-type]
 
 
 def cheapest_split(lengths: Sequence[int], max_tokens: int, overhead: int) -> list[tuple[int, int]]:
@@ -246,6 +277,21 @@ def cheapest_split(lengths: Sequence[int], max_tokens: int, overhead: int) -> li
         cuts.append((start[j], j))
         j = start[j]
     return cuts[::-1]
+
+
+def token_budget_split(lengths: Sequence[int], max_tokens: int) -> list[tuple[int, int]]:
+    """Cut ``lengths`` into consecutive ``[a, b)`` groups of at most ``max_tokens`` tokens in all, greedily
+    (a longer single item forms its own group): the micro-batches of a padding-free step."""
+    cuts: list[tuple[int, int]] = []
+    start, total = 0, 0
+    for j, length in enumerate(lengths):
+        if j > start and total + length > max_tokens:
+            cuts.append((start, j))
+            start, total = j, 0
+        total += length
+    if lengths:
+        cuts.append((start, len(lengths)))
+    return cuts
 
 
 def validation_batches(examples: Sequence[TokenizedExample], batch_size: int) -> list[list[int]]:

@@ -21,6 +21,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
 
+from skillmerge.allocator import keep_freed_memory
 from skillmerge.errors import OutputExistsError, UsageError
 from skillmerge.models.io import load_model
 from skillmerge.train.checkpoint import (
@@ -74,6 +75,7 @@ class TrainState:
 def prepare(config: TrainConfig) -> TrainState:
     """Stages 1-4 of the module docstring, in that order."""
     refuse_existing_outputs(config)
+    keep_freed_memory()  # every step frees and reallocates the same buffers (skillmerge.allocator)
     accelerator = _make_accelerator(config)
     log = accelerator.print
     set_seed(config.seed)
@@ -147,6 +149,7 @@ def _batch_schedule(
         pad_id=pad_id if pad_id is not None else 0,
         max_tokens=config.data.micro_batch_tokens,
         overhead_tokens=config.data.micro_batch_overhead_tokens,
+        padding_free=config.data.padding_free,
     )
     if batches.steps_per_epoch == 0:
         what = "packed rows" if config.data.packing else "examples"
