@@ -199,3 +199,33 @@ def test_a_run_killed_mid_way_continues_where_it_stopped(tmp_path: Path, tiny_mo
     assert resumed.count("ran") == 13 - len(done_before)
     assert set(run_status(run_dir).values()) == {"done"}
     assert not [p for p in (run_dir / STEPS_DIR).iterdir() if p.name.startswith(".")]  # no half-written step
+
+
+def test_report_reads_the_latest_plan_when_an_edited_spec_left_older_steps_behind(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from skillmerge.report.results import collect
+
+    run_dir = tmp_path / "run"
+    assert _run(_spec(tmp_path, tiny_model_dir), run_dir).ok
+    # The same spec with CFT trained longer: same step ids, new keys for CFT's training and evaluation.
+    assert _run(_spec(tmp_path, tiny_model_dir, cft={"max_steps": 3}), run_dir).ok
+    folders = [p.name for p in (run_dir / STEPS_DIR).iterdir()]
+    assert sum(name.startswith("train--cft--") for name in folders) == 2  # the old one stays as a cache
+    plan = json.loads((run_dir / "run.json").read_text())["plan"]
+    assert all(name in folders for name in plan.values()) and len(plan) == 13
+
+    results = collect(run_dir)
+    cft = [row for row in results.training if row.id.startswith("train/cft")]
+    assert len(cft) == 1 and cft[0].cost.optimizer_steps == 3
+    evals = [row for row in results.evals if row.id.startswith("eval/cft")]
+    assert len(evals) == 1 and evals[0].cost is not None and evals[0].cost.optimizer_steps == 3
+
+    # Back to the first spec: every step cached, and the report follows the plan back to its steps.
+    again = _run(_spec(tmp_path, tiny_model_dir), run_dir)
+    assert again.count("cached") == 13
+    back = collect(run_dir)
+    assert [row.cost.optimizer_steps for row in back.training if row.id.startswith("train/cft")] == [2]
+    assert [row.cost.optimizer_steps for row in back.evals if row.id.startswith("eval/cft") and row.cost] == [
+        2
+    ]

@@ -9,8 +9,9 @@ For each step (directory ``RUN_DIR/steps/<id>.<key16>``, see :mod:`skillmerge.ex
   and the run goes on with the steps that do not depend on it.
 
 Running the same spec again retries failed steps and continues pending ones. ``RUN_DIR/run.json`` records the
-spec name; a run directory of another spec is refused. The evaluation limit is part of every eval step's key,
-so runs with different limits share a directory without mixing results.
+spec name and the latest plan (step id → directory); a run directory of another spec is refused. The
+evaluation limit is part of every eval step's key, so runs with different limits share a directory without
+mixing results (the report reads the latest plan's steps).
 
 With ``workers > 1`` merge and eval steps whose dependencies are all finished run concurrently in spawned
 worker processes (:mod:`skillmerge.experiment.process_pool`); data and train steps stay in this process, one
@@ -120,6 +121,7 @@ def run_experiment(
 
         require_ray()  # before anything is written
     _claim(run_dir, spec)
+    _record_plan(run_dir, spec, planned)
     _remove_leftovers(run_dir)
     ctx = step_kinds.StepContext(spec, {s.id: s for s in planned}, run_dir)
 
@@ -169,6 +171,20 @@ def _select(steps: list[Step], only: str | None) -> list[Step]:
             needed.add(current)
             stack.extend(by_id[current].deps)
     return [s for s in steps if s.id in needed]
+
+
+def _record_plan(run_dir: Path, spec: ExperimentSpec, planned: list[Step]) -> None:
+    """``run.json``'s ``plan``: every step id of this run's plan with its directory name.
+
+    A spec edited between runs keeps its step ids but changes their keys; the directories of the earlier
+    keys stay as a cache, and the report reads only the ones the latest plan names
+    (:func:`skillmerge.report.results.collect`).
+    """
+    path = run_dir / RUN_FILE
+    record = json.loads(path.read_text(encoding="utf-8"))  # _claim wrote or checked it
+    record.update(spec=spec.name, plan={step.id: step.dirname for step in planned})
+    with atomic_file(run_dir / RUN_FILE, overwrite=True) as handle:
+        handle.write(json.dumps(record, indent=2) + "\n")
 
 
 def _remove_leftovers(run_dir: Path) -> None:

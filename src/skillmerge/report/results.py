@@ -1,7 +1,10 @@
 """Collect a run's results from its step directories: one row per evaluation, with the model's cost.
 
 Reads only what the runner wrote (``RUN_DIR/run.json``, ``RUN_DIR/steps/<id with '--'>.<key16>/`` holding
-``manifest.json`` when done or ``error.json`` when failed); it imports no stage. Step ids follow the DAG:
+``manifest.json`` when done or ``error.json`` when failed); it imports no stage. When ``run.json`` lists the
+latest plan, only the directories it names are read: a spec edited between runs leaves its earlier steps'
+directories behind (a cache for going back), and a step id with two keys must not mix the two.
+Step ids follow the DAG:
 
 - ``eval/general`` θ_G; ``eval/{rt,cft,cft_replay}/SKILL/SIZE/seedN``;
 - ``eval/ptm/MERGE/SKILL/SIZE/seedN/wΩ``; ``eval/multi/MERGE/A+B[+...]/RULE``;
@@ -185,6 +188,10 @@ def collect(run_dir: str | Path, skill_scores: dict[str, str] | None = None) -> 
         if steps.is_dir()
         else []
     )
+    plan = run.get("plan")
+    if isinstance(plan, dict):  # the latest plan's directories only: others are an edited spec's cache
+        planned = set(plan.values())
+        folders = [f for f in folders if f.name in planned]
     for folder in folders:
         if (folder / "manifest.json").is_file():
             manifest = _read_json(folder / "manifest.json")
