@@ -389,7 +389,7 @@ def demo(
     ] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Processes for merge/eval steps.")] = 1,
 ) -> None:
-    """The paper's experiment on SmolLM2-135M and a synthetic skill world (offline; 10–14 min on 2 cores)."""
+    """The paper's experiment on SmolLM2-135M and a synthetic skill world (offline; 8.5–10 min on 2 cores)."""
     from skillmerge.demo import run
 
     run(out, full=full, results_file=results, workers=workers)
