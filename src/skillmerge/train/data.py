@@ -21,7 +21,7 @@ and every process computes the whole schedule locally, without communication.
   of at most ``max_tokens`` real tokens and lays each micro-batch's examples end to end in rows of
   ``max(ROW_TOKENS, longest)`` tokens (best-fit decreasing, :func:`~skillmerge.data.packing.pack_examples`)
   with a block-diagonal causal mask and positions restarting per example: the same examples and targets,
-  no padding, usually one forward/backward per step. Short chat examples on CPU train ~18% faster so
+  no padding, usually one forward/backward per step. Short chat examples on CPU train ~20% faster so
   (docs/packing.md); the attention of a row costs ``row_length²`` instead of ``Σ length²``, which
   ``ROW_TOKENS`` bounds.
 
