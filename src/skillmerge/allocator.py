@@ -5,10 +5,10 @@ gradient, and for a tied 49k-row embedding three 113 MB buffers (the head's weig
 lookup's dense gradient and their sum). glibc serves blocks above its mmap threshold (at most 32 MB, by
 default adapting upwards from 128 kB) with fresh ``mmap`` pages, and returns the top of the heap to the system
 once it is more than the trim threshold; either way the next step faults every page in again and the kernel
-zeroes it. On SmolLM2-135M with 8 × 37-token micro-batches that was ~13% of a step (1.77 s → 1.54 s per
-step on 2 cores, backward 1.07 → 0.85 s; ``docs/world.md``). Raising both thresholds to 1 GiB keeps those
-pages mapped: the arithmetic, and therefore every result, is unchanged; the resident size stays at its peak
-instead of falling between steps.
+zeroes it. On SmolLM2-135M that was ~13% of a fixed-shape 8 × 37-token step (1.77 s → 1.54 s on 2 cores,
+backward 1.07 → 0.85 s) and 7% of the demo's θ_G training steps (``benchmarks/train_layouts.py``,
+``docs/packing.md``). Raising both thresholds to 1 GiB keeps those pages mapped: the arithmetic, and
+therefore every result, is unchanged; the resident size stays at its peak instead of falling between steps.
 
 :func:`keep_freed_memory` applies it once per process through ``mallopt`` (glibc only; a no-op elsewhere,
 and when ``SKILLMERGE_MALLOC=system`` asks for the allocator's defaults). The ``MALLOC_MMAP_THRESHOLD_`` and
@@ -46,11 +46,12 @@ def _apply() -> bool:
     name = ctypes.util.find_library("c") or "libc.so.6"
     try:
         libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-        gnu_get_libc_version = libc.gnu_get_libc_version  # glibc only: musl has a mallopt that ignores these
-    except (OSError, AttributeError):
+    except OSError:
         return False
-    del gnu_get_libc_version
+    # glibc only: musl has a mallopt that ignores these parameters, and no gnu_get_libc_version.
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version")):
+        return False
+    mallopt = libc.mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, THRESHOLD))
