@@ -218,6 +218,24 @@ def test_della_keep_probabilities_run_from_density_minus_to_plus_epsilon_by_rank
     assert_close(keep_probabilities(delta, 0.5, 0.2), ref_keep_probabilities(np_of(delta), 0.5, 0.2), 1e-6)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (40, 576), (2, 5000)])
+def test_stable_row_order_is_the_stable_argsort_with_ties_and_zeros(shape):
+    from skillmerge.merge.methods.row_order import stable_row_order
+
+    gen = torch.Generator().manual_seed(shape[1])
+    values = torch.randn(shape, generator=gen)
+    coarse = (values * 4).round() / 4  # many equal magnitudes per row, zeros among them
+    coarse[:, ::3] = -0.0  # a negative zero is a zero magnitude too
+    for matrix in (values.abs(), coarse.abs(), coarse.abs().t().contiguous().t()):  # last: not contiguous
+        order = stable_row_order(matrix)
+        assert order.dtype == torch.int64
+        assert torch.equal(order, torch.argsort(matrix, dim=-1, stable=True))
+    wide = coarse.abs().double()  # another dtype: torch's own stable argsort
+    assert torch.equal(stable_row_order(wide), torch.argsort(wide, dim=-1, stable=True))
+    with pytest.raises(ValueError, match="2-D"):
+        stable_row_order(values.reshape(-1))
+
+
 @pytest.mark.parametrize("n_models", [1, 3])
 def test_della_linear_matches_formula(n_models):
     densities, epsilons = [0.5, 0.7, 1.0][:n_models], [0.3, 0.1, 0.15][:n_models]

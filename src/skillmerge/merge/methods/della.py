@@ -29,6 +29,7 @@ import torch
 from pydantic import Field, model_validator
 
 from skillmerge.merge.methods.base import TensorSlices
+from skillmerge.merge.methods.row_order import stable_row_order
 from skillmerge.merge.methods.sparsify import DensityParams, RescaleNorm, rescale_survivors
 from skillmerge.merge.methods.streaming import (
     KEEP_ALL,
@@ -81,10 +82,12 @@ def keep_probabilities(delta: torch.Tensor, density: float, epsilon: float) -> t
     n = rows.shape[-1]
     if n <= 1:
         return torch.full(delta.shape, density, dtype=delta.dtype, device=delta.device)
-    order = torch.argsort(rows.abs(), dim=-1, stable=True)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(-1, order, torch.arange(n, device=delta.device).expand_as(order))
-    probabilities = (density - epsilon) + (2 * epsilon / (n - 1)) * ranks.to(delta.dtype)
+    # p at each ascending rank, then placed where that rank's entry sits: the same arithmetic on the same
+    # rank values as computing p from a rank tensor, one scatter instead of two.
+    by_rank = torch.arange(n, device=delta.device).to(delta.dtype)
+    by_rank = (density - epsilon) + (2 * epsilon / (n - 1)) * by_rank
+    order = stable_row_order(rows.abs())
+    probabilities = torch.empty_like(rows).scatter_(-1, order.to(rows.device), by_rank.expand_as(rows))
     return probabilities.reshape(delta.shape)
 
 
