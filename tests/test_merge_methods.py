@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from draw_reference import ref_draw_words
 from skillmerge.errors import UsageError
 from skillmerge.merge.methods import (
     MergeMethod,
@@ -140,15 +141,15 @@ def ref_ties_combine(base, deltas, weights, normalize, lam):
 
 
 def ref_dare_deltas(deltas, densities, seed, rescale=True):
-    """Masks u < density, u ~ U[0,1) from one generator, one draw per model with density < 1, in order."""
+    """Keep where word < ⌈density·2³²⌉, one key per model with density < 1, in order, from one generator."""
     gen = torch.Generator().manual_seed(seed)
     out = []
     for delta, density in zip(deltas, densities, strict=True):
         if density >= 1:
             out.append(delta)
             continue
-        u = torch.rand(delta.shape, generator=gen).numpy()
-        kept = np.where(u < density, delta, 0.0)
+        words = ref_draw_words(gen, delta.size).reshape(delta.shape)
+        kept = np.where(words < math.ceil(density * 2**32), delta, 0.0)
         out.append(kept / density if rescale else kept)
     return out
 

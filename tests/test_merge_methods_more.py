@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from draw_reference import ref_draw_words
 from skillmerge.errors import UsageError
 from skillmerge.merge.methods import TensorInputs, get_method, parse_model_params, parse_params
 
@@ -189,7 +190,7 @@ def ref_keep_probabilities(delta: np.ndarray, density: float, epsilon: float) ->
 
 
 def ref_della_deltas(deltas, densities, epsilons, seed, rescale="l1"):
-    """Masks u < p_j, u ~ U[0,1) from one generator, one draw per model with density < 1, in order."""
+    """Masks u < p_j, u the draws' 24-bit uniforms, one key per model with density < 1, in order."""
     gen = torch.Generator().manual_seed(seed)
     out = []
     for delta, density, epsilon in zip(deltas, densities, epsilons, strict=True):
@@ -197,7 +198,8 @@ def ref_della_deltas(deltas, densities, epsilons, seed, rescale="l1"):
             out.append(delta)
             continue
         p = ref_keep_probabilities(delta, density, epsilon)
-        keep = torch.rand(delta.shape, generator=gen).numpy() < p
+        u = (ref_draw_words(gen, delta.size) >> np.uint64(8)).astype(np.float64) / 2**24
+        keep = u.reshape(delta.shape) < p
         kept = np.where(keep, delta, 0.0)
         if rescale == "l1":
             kept = kept * (np.abs(delta).sum() / np.abs(kept).sum())

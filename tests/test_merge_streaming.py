@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -182,13 +183,27 @@ def test_radix_select_keeps_the_same_set_as_top_k_mask(k_fraction: float, data: 
     assert torch.equal(got, want) and int(got.sum()) == k
 
 
-def test_slice_by_slice_uniform_draws_are_the_whole_draw() -> None:
-    """What streamed DARE/DELLA rely on: a CPU generator fills float32 entries serially."""
-    whole_draw = torch.rand(100_003, generator=torch.Generator().manual_seed(9))
-    generator = torch.Generator().manual_seed(9)
+def test_draws_of_any_slices_are_the_whole_draw() -> None:
+    """What streamed DARE/DELLA rely on: a slice's draws depend on its position only, odd starts included."""
+    from draw_reference import ref_draw_words
+    from skillmerge.merge.methods.draws import Draws
+
+    draws = Draws.take(torch.Generator().manual_seed(9))
+    whole = draws.words(0, 100_003)
+    assert np.array_equal(whole, ref_draw_words(torch.Generator().manual_seed(9), 100_003))
     sizes = [1, 15, 16, 17, 4093, 65536, 30325]
-    parts = [torch.rand(size, generator=generator) for size in sizes]
-    assert sum(sizes) == 100_003 and torch.equal(torch.cat(parts), whole_draw)
+    starts = np.cumsum([0, *sizes[:-1]])
+    parts = [draws.words(int(start), size) for start, size in zip(starts, sizes, strict=True)]
+    assert sum(sizes) == 100_003 and np.array_equal(np.concatenate(parts), whole)
+    keep = torch.cat([draws.keep(int(start), size, 0.3) for start, size in zip(starts, sizes, strict=True)])
+    assert torch.equal(keep, torch.from_numpy(whole < np.ceil(0.3 * 2**32)))
+    assert abs(float(keep.float().mean()) - 0.3) < 0.005
+    uniform = draws.uniform(7, 1000)
+    assert uniform.dtype == torch.float32 and float(uniform.min()) >= 0 and float(uniform.max()) < 1
+    assert torch.equal(uniform, torch.from_numpy((whole[7:1007] >> 8).astype(np.float32) / 2**24))
+    assert bool(draws.keep(5, 40, 1.0).all()) and draws.keep(0, 0, 0.5).numel() == 0
+    with pytest.raises(ValueError, match="non-negative"):
+        draws.words(-1, 3)
 
 
 # --- memory: no temporary grows with the tensor --------------------------------------------------------

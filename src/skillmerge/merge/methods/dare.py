@@ -6,12 +6,12 @@
 
 Defaults as mergekit: normalize = False, rescale = True, λ = 1, density = 1 per model.
 
-Determinism: the masks come only from the ``rng`` the engine seeds per tensor, one per model in model
-order (models with density 1 draw nothing), via ``torch.rand`` — so the output depends on the seed, not
-on thread count or on other tensors. mergekit draws from the global torch RNG in its own task order, so
-the same seed does not give mergekit's masks; and current mergekit rescales to the L1 norm
-(``rescale_norm: l1`` here) where the DARE paper, and this default, divide by density. Registered from
-the table in :mod:`.family`.
+Determinism: the masks come only from the ``rng`` the engine seeds per tensor, one key per model in model
+order (models with density 1 take none), drawn by position (:mod:`.draws`) — so the output depends on the
+seed, not on thread count, platform, slicing or other tensors. mergekit draws from the global torch RNG
+in its own task order, so the same seed does not give mergekit's masks; and current mergekit rescales to
+the L1 norm (``rescale_norm: l1`` here) where the DARE paper, and this default, divide by density.
+Registered from the table in :mod:`.family`.
 """
 
 from __future__ import annotations
@@ -19,15 +19,8 @@ from __future__ import annotations
 import torch
 
 from skillmerge.merge.methods.base import TensorSlices
-from skillmerge.merge.methods.sparsify import DensityParams, random_drop, random_keep_mask, rescale_survivors
-from skillmerge.merge.methods.streaming import (
-    KEEP_ALL,
-    NORMS,
-    DrawStream,
-    SliceSparsifier,
-    replay,
-    slice_norms,
-)
+from skillmerge.merge.methods.sparsify import DensityParams, random_drop, rescale_survivors
+from skillmerge.merge.methods.streaming import KEEP_ALL, NORMS, DrawStream, SliceSparsifier, slice_norms
 from skillmerge.merge.methods.task_arithmetic import GeneralizedParams
 
 
@@ -47,28 +40,32 @@ def drop_at_random(
 def drop_at_random_streamed(
     slices: TensorSlices, index: int, model: DensityParams, params: GeneralizedParams, stream: DrawStream
 ) -> SliceSparsifier:
-    """:func:`drop_at_random` over slices: the same uniforms, replayed slice after slice from the state
-    where the whole-tensor draw would begin. An L1/L2/L∞ rescale draws the mask once, for its norms, and
-    keeps it (one byte per entry of this tensor) for phase 2 instead of drawing the uniforms again."""
+    """:func:`drop_at_random` over slices: the same mask, drawn slice by slice by position. An L1/L2/L∞
+    rescale draws the mask once, for its norms, and keeps it (one byte per entry of this tensor) for
+    phase 2 instead of drawing it again."""
     density = model.density
     if density >= 1:
         return KEEP_ALL
-    start_state = stream.take(slices.numel)
+    draws = stream.take()
     rescale = params.rescale_mode
+    drawn = 0  # entries drawn so far (slices come in flat order)
+
+    def draw(delta: torch.Tensor) -> torch.Tensor:
+        nonlocal drawn
+        mask = draws.keep(drawn, delta.numel(), density).view(delta.shape)
+        drawn += delta.numel()
+        return mask
+
     if rescale in NORMS:
-        drawn = replay(start_state)
         kept = torch.empty(slices.numel, dtype=torch.bool)
-        filled = 0
 
         def draw_and_keep(delta: torch.Tensor) -> torch.Tensor:
-            nonlocal filled
-            mask = random_keep_mask(delta.shape, density, drawn)
-            kept[filled : filled + mask.numel()] = mask.reshape(-1)
-            filled += mask.numel()
+            start = drawn
+            mask = draw(delta)
+            kept[start : start + mask.numel()] = mask.reshape(-1)
             return mask
 
         norms = slice_norms(slices, index, draw_and_keep, rescale)  # type: ignore[arg-type]
-        stream.settled_by(drawn)
         used = 0
 
         def kept_mask(delta: torch.Tensor) -> torch.Tensor:
@@ -80,9 +77,4 @@ def drop_at_random_streamed(
         return SliceSparsifier(
             lambda delta: rescale_survivors(delta, kept_mask(delta), density, rescale, norms)
         )
-    draws = replay(start_state)
-    return SliceSparsifier(
-        lambda delta: rescale_survivors(
-            delta, random_keep_mask(delta.shape, density, draws), density, rescale
-        )
-    )
+    return SliceSparsifier(lambda delta: rescale_survivors(delta, draw(delta), density, rescale))

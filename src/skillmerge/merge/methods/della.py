@@ -15,8 +15,9 @@ survivor by its own p_j instead, as in the DELLA paper), normalize = True for ``
 ``della_linear``, λ = 1. Validation refuses density ± ε outside [0, 1] (mergekit fails mid-merge there),
 and a one-entry row keeps with p = density (mergekit fails there too).
 
-Masks come from the engine's per-tensor ``rng`` only, one model after another: the same seed gives the same
-masks whatever the thread count, but not mergekit's masks (it draws from the global torch RNG).
+Masks come from the engine's per-tensor ``rng`` only, one key per model in model order, drawn by position
+(:mod:`.draws`): the same seed gives the same masks whatever the thread count, platform or slicing, but
+not mergekit's masks (it draws from the global torch RNG).
 Registered from the table in :mod:`.family`.
 """
 
@@ -29,6 +30,7 @@ import torch
 from pydantic import Field, model_validator
 
 from skillmerge.merge.methods.base import TensorSlices
+from skillmerge.merge.methods.draws import Draws
 from skillmerge.merge.methods.row_order import stable_row_order
 from skillmerge.merge.methods.sparsify import DensityParams, RescaleNorm, rescale_survivors
 from skillmerge.merge.methods.streaming import (
@@ -37,7 +39,6 @@ from skillmerge.merge.methods.streaming import (
     DrawStream,
     SliceSparsifier,
     pack_mask,
-    replay,
     slice_norms,
     unpack_mask,
 )
@@ -92,11 +93,11 @@ def keep_probabilities(delta: torch.Tensor, density: float, epsilon: float) -> t
 
 
 def _sample_mask(
-    delta: torch.Tensor, model: DellaModelParams, rng: torch.Generator
+    delta: torch.Tensor, model: DellaModelParams, draws: Draws, start: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(keep probabilities, keep mask) of whole rows of δ, drawing δ.numel() uniforms from ``rng``."""
+    """(keep probabilities, keep mask) of whole rows of δ, the entries at flat positions ``start`` on."""
     probabilities = keep_probabilities(delta, model.density, model.epsilon)
-    uniform = torch.rand(delta.shape, generator=rng, device=rng.device, dtype=torch.float32)
+    uniform = draws.uniform(start, delta.numel()).view(delta.shape)
     return probabilities, uniform.to(delta.device) < probabilities
 
 
@@ -119,7 +120,7 @@ def magnitude_sample(
     """DELLA on one task vector: keep entry j with probability p_j, rescale; density 1 draws nothing."""
     if model.density >= 1:
         return delta
-    probabilities, mask = _sample_mask(delta, model, rng)
+    probabilities, mask = _sample_mask(delta, model, Draws.take(rng))
     return _survivors(delta, probabilities, mask, model.density, params.rescale_mode)
 
 
@@ -127,7 +128,7 @@ def magnitude_sample_streamed(
     slices: TensorSlices, index: int, model: DellaModelParams, params: GeneralizedParams, stream: DrawStream
 ) -> SliceSparsifier:
     """:func:`magnitude_sample` over slices of whole rows (ranks are per row), the same uniforms drawn
-    slice after slice.
+    slice by slice by position.
 
     An L1/L2/L∞ rescale needs ‖m ⊙ τ‖ before any slice is rescaled: phase 1 samples the mask once for its
     norms and keeps it packed at one bit per entry (n/8 bytes: ranking every row a second time would cost
@@ -136,30 +137,35 @@ def magnitude_sample_streamed(
     if model.density >= 1:
         return KEEP_ALL
     row = slices.row
-    start_state = stream.take(slices.numel)
+    draws = stream.take()
     rescale = params.rescale_mode
+    drawn = 0  # entries drawn so far (slices of whole rows, in flat order)
+
+    def sample(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal drawn
+        probabilities, mask = _sample_mask(rows, model, draws, drawn)
+        drawn += rows.numel()
+        return probabilities, mask
+
     if rescale in NORMS:
-        drawn = replay(start_state)
         packed: deque[torch.Tensor] = deque()
 
         def sampled(delta: torch.Tensor) -> torch.Tensor:
-            mask = _sample_mask(delta.reshape(-1, row), model, drawn)[1].reshape(-1)
+            mask = sample(delta.reshape(-1, row))[1].reshape(-1)
             packed.append(pack_mask(mask))
             return mask
 
         norms = slice_norms(slices, index, sampled, rescale, align=row)  # type: ignore[arg-type]
-        stream.settled_by(drawn)
 
         def unpacked(delta: torch.Tensor) -> torch.Tensor:
             mask = unpack_mask(packed.popleft(), delta.numel())
             return rescale_survivors(delta, mask, model.density, rescale, norms)
 
         return SliceSparsifier(unpacked, align=row)
-    draws = replay(start_state)
 
     def apply(delta: torch.Tensor) -> torch.Tensor:
         rows = delta.reshape(-1, row)
-        probabilities, mask = _sample_mask(rows, model, draws)
+        probabilities, mask = sample(rows)
         return _survivors(rows, probabilities, mask, model.density, rescale).reshape(-1)
 
     return SliceSparsifier(apply, align=row)

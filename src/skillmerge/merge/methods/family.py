@@ -115,7 +115,7 @@ class Variant:
         assert self.streamed_sparsify is not None
         count = len(slices.model_flats)
         models = checked_model_params(slices.name, slices.model_params, count, self.model_params)
-        stream = DrawStream(rng, slices.slice_elements)
+        stream = DrawStream(rng)
         sparsifiers = [self.streamed_sparsify(slices, i, m, params, stream) for i, m in enumerate(models)]
         weights = list(slices.weights)
 

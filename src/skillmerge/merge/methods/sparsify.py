@@ -26,6 +26,7 @@ import torch
 from pydantic import Field
 
 from skillmerge.merge.methods.base import ModelParams, half_precision
+from skillmerge.merge.methods.draws import Draws
 
 Density = Annotated[float, Field(strict=True, gt=0, le=1)]
 """Fraction of a task vector's entries to keep, in (0, 1]."""
@@ -184,13 +185,13 @@ def outlier_band(
 
 
 def random_keep_mask(shape: torch.Size, density: float, rng: torch.Generator) -> torch.Tensor:
-    """Bernoulli(density) keep-mask drawn from ``rng`` alone: ``u < density`` with u ~ U[0, 1).
+    """Bernoulli(density) keep-mask from the next :class:`.draws.Draws` of ``rng`` (CPU tensor).
 
-    ``torch.rand`` with an explicit generator fills the tensor serially in memory order, so the mask
-    depends only on the generator's state and the shape, never on the thread count.
+    The mask depends only on the generator's state and the shape, never on the thread count or platform,
+    and equals the streamed merge's slice-by-slice masks.
     """
-    uniform = torch.rand(shape, generator=rng, device=rng.device, dtype=torch.float32)
-    return uniform < density
+    count = math.prod(shape)
+    return Draws.take(rng).keep(0, count, density).reshape(shape)
 
 
 def random_drop(
@@ -198,7 +199,7 @@ def random_drop(
 ) -> torch.Tensor:
     """DARE: drop each entry of δ with probability 1 − density, rescale survivors (by default ×1/density).
 
-    E[result] = δ with the 1/density rescale. ``density ≥ 1`` returns δ unchanged and draws nothing
+    E[result] = δ with the 1/density rescale. ``density ≥ 1`` returns δ unchanged and takes nothing
     from ``rng``.
     """
     if density >= 1:

@@ -7,10 +7,9 @@ random draws begin â€” and returns phase 2, a :class:`SliceSparsifier` mapping Ï
 there, equal entry for entry to the whole-tensor sparsifier's output. Phase 2 is called on consecutive
 slices in order (tie counts and random draws carry over).
 
-Random draws: the whole-tensor sparsifiers draw ``numel`` uniforms per model, one model after another,
-from the tensor's generator, and ``torch.rand`` on a CPU generator fills entries serially (one 32-bit
-draw per float32), so the same generator drawing slice after slice yields the same numbers. A
-:class:`DrawStream` hands each model the state where its draws begin and replays them in phase 2.
+Random draws: each model that drops entries at random takes its :class:`.draws.Draws` from the tensor's
+generator in model order, as the whole-tensor sparsifiers do, and draws any slice by position, so phase 1
+and phase 2 draw the same masks slice by slice without replaying the generator.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from typing import Literal, Protocol
 import torch
 
 from skillmerge.merge.methods.base import TensorSlices
+from skillmerge.merge.methods.draws import Draws
 from skillmerge.merge.methods.sparsify import NormSum, RescaleNorm, rescale_survivors
 from skillmerge.merge.methods.topk import magnitude_bits
 from skillmerge.merge.params import ModelParams
@@ -43,40 +43,14 @@ KEEP_ALL = SliceSparsifier(lambda delta: delta)
 
 
 class DrawStream:
-    """The tensor's generator as the whole-tensor sparsifiers consume it, model after model.
+    """The tensor's generator as the sparsifiers consume it: one :class:`.draws.Draws` per model that draws,
+    taken in model order (the whole-tensor sparsifiers take theirs in the same order)."""
 
-    ``take(count)`` returns the state where the next model's ``count`` draws begin and marks them owed:
-    they are drawn (and thrown away) only when a later model takes, so the last model that draws costs
-    no extra pass. ``settled_by(replay)`` skips that when a phase-1 pass already replayed the draws.
-    """
-
-    def __init__(self, rng: torch.Generator, slice_elements: int) -> None:
-        if rng.device.type != "cpu":
-            raise ValueError("streamed random draws need a CPU generator (CUDA draws depend on the shape)")
+    def __init__(self, rng: torch.Generator) -> None:
         self._rng = rng
-        self._slice = slice_elements
-        self._owed = 0
 
-    def take(self, count: int) -> torch.Tensor:
-        while self._owed:
-            step = min(self._owed, self._slice)
-            torch.rand(step, generator=self._rng, dtype=torch.float32)
-            self._owed -= step
-        state = self._rng.get_state()
-        self._owed = count
-        return state
-
-    def settled_by(self, replay: torch.Generator) -> None:
-        """``replay`` has drawn exactly the owed draws: continue from where it stands."""
-        self._rng.set_state(replay.get_state())
-        self._owed = 0
-
-
-def replay(state: torch.Tensor) -> torch.Generator:
-    """A CPU generator at ``state`` (from :meth:`DrawStream.take`)."""
-    generator = torch.Generator()
-    generator.set_state(state)
-    return generator
+    def take(self) -> Draws:
+        return Draws.take(self._rng)
 
 
 class StreamedSparsifier(Protocol):
