@@ -35,7 +35,8 @@ def test_reduced_demo_shows_the_findings(tmp_path: Path, smollm2_dir: Path, all_
     spec["eval"]["limit"] = 32
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
 
-    summary = run_experiment(spec_path, tmp_path / "run", echo=print)
+    # Two workers, as `make demo` on two cores: θ_G and RT train side by side, one thread each.
+    summary = run_experiment(spec_path, tmp_path / "run", workers=2, echo=print)
     assert summary.ok, [o.id for o in summary.outcomes if o.outcome == "failed"]
     results = collect(tmp_path / "run")
     found = findings(results)

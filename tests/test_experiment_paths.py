@@ -4,6 +4,7 @@ pick), and merge/eval steps in two worker processes giving the same steps and ou
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,12 @@ def test_two_workers_give_the_same_steps_and_outcomes_as_one(runs: dict) -> None
     assert _result(dir1, "eval/multi/task_arithmetic/echo+shout/validation") == _result(
         dir2, "eval/multi/task_arithmetic/echo+shout/validation"
     )
+    # CPU training joins the workers (two trainings at once); one worker trains in this process.
+    for train in sorted((dir2 / STEPS_DIR).glob("train--*")):
+        manifest = json.loads((train / "manifest.json").read_text())
+        alone = json.loads(next((dir1 / STEPS_DIR).glob(train.name)).joinpath("manifest.json").read_text())
+        assert manifest["worker"]["pid"] != os.getpid() and alone["worker"]["pid"] == os.getpid()
+        assert manifest["result"]["final_loss"] == alone["result"]["final_loss"]
 
 
 def test_a_rerun_with_workers_hits_the_cache(runs: dict, tiny_model_dir: Path) -> None:

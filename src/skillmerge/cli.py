@@ -387,7 +387,14 @@ def demo(
     results: Annotated[
         Path | None, typer.Option("--results", help="Also write wall time and findings to this JSON file.")
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes for merge/eval steps.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Steps at once (training included on CPU); default 2 on ≥ 2 cores, else 1.",
+        ),
+    ] = None,
 ) -> None:
     """The paper's experiment on SmolLM2-135M and a synthetic skill world (offline; 8.5–10 min on 2 cores)."""
     from skillmerge.demo import run

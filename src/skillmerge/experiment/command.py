@@ -27,7 +27,13 @@ def run_command(
         ),
     ] = None,
     workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Processes for merge and eval steps (training stays one).")
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Steps at once, each on cores/N threads: merges, evaluations and CPU training "
+            "(GPU training stays one at a time).",
+        ),
     ] = 1,
     executor: Annotated[
         str,

@@ -14,7 +14,8 @@ evaluation limit is part of every eval step's key, so runs with different limits
 mixing results (the report reads the latest plan's steps).
 
 With ``workers > 1`` merge and eval steps whose dependencies are all finished run concurrently in spawned
-worker processes (:mod:`skillmerge.experiment.process_pool`); data and train steps stay in this process, one
+worker processes (:mod:`skillmerge.experiment.process_pool`), and so do train steps that train on the CPU
+in-process; data steps, and training on a GPU or through the accelerate launcher, stay in this process, one
 at a time. With ``executor="ray"`` every ready step is a Ray task on a cluster
 (:mod:`skillmerge.experiment.ray_pool`) whose nodes all see the run directory. A step's outcome, directory,
 manifest and error record are the same whichever process or node ran it
@@ -87,8 +88,8 @@ def run_experiment(
     ``only``: a glob on step ids (or an id prefix) — those steps and what they need run, nothing else.
     ``dry_run`` prints the plan with estimated cost and each step's state, and writes nothing.
     ``eval_limit`` caps the items of every suite (overrides the spec's ``eval.limit``; in the eval keys).
-    ``workers``: local processes for merge and eval steps. ``executor``: ``local`` or ``ray``; ``address``
-    is the Ray cluster's (default: ``RAY_ADDRESS``, else a Ray instance started on this machine).
+    ``workers``: local processes for merge, eval and CPU train steps. ``executor``: ``local`` or ``ray``;
+    ``address`` is the Ray cluster's (default: ``RAY_ADDRESS``, else a Ray instance started on this machine).
     Everything is validated before any work.
     """
     if workers < 1:
