@@ -647,3 +647,23 @@ def test_the_task_arithmetic_family_is_one_table_of_registered_methods():
         assert method.params is variant.params and method.model_params is variant.model_params
         assert method.elementwise == (variant.sparsify is None) and method.needs_base
     assert [v.consensus for v in FAMILY] == [False, True, False, True, False, True, True, False]
+
+
+def test_disjoint_sum_is_bitwise_the_masked_sum_and_skips_the_divisor_when_asked() -> None:
+    from skillmerge.merge.methods.sparsify import disjoint_sum
+
+    gen = torch.Generator().manual_seed(3)
+    deltas = [torch.randn(5000, generator=gen) * (torch.rand(5000, generator=gen) < 0.6) for _ in range(3)]
+    deltas[0][:100] = -0.0  # zeros of either sign never agree
+    weights = [0.5, -0.7, 1.3]
+    elected = torch.where(sum(d * w for d, w in zip(deltas, weights, strict=True)) >= 0, 1.0, -1.0)
+    mixed_ref, divisor_ref = torch.zeros(5000), torch.zeros(5000)
+    for delta, weight in zip(deltas, weights, strict=True):
+        agree = torch.sign(delta * weight) == elected
+        mixed_ref += (delta * weight).masked_fill(~agree, 0.0)
+        divisor_ref += agree * weight
+    mixed, divisor = disjoint_sum(deltas, weights)
+    assert divisor is not None and torch.equal(divisor, divisor_ref)
+    assert torch.equal(mixed, mixed_ref) and torch.equal(mixed.signbit(), mixed_ref.signbit())
+    alone, none = disjoint_sum(deltas, weights, with_divisor=False)
+    assert none is None and torch.equal(alone, mixed)

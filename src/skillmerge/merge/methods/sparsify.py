@@ -216,8 +216,11 @@ def elect_sign(weighted_deltas: list[torch.Tensor]) -> torch.Tensor:
     return torch.where(total >= 0, 1.0, -1.0).to(total.dtype)
 
 
-def disjoint_sum(deltas: list[torch.Tensor], weights: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
-    """TIES disjoint merge: (Σ_i w_i·δ_i·a_i, Σ_i w_i·a_i) with a_i = [sign(w_i·δ_i) = s].
+def disjoint_sum(
+    deltas: list[torch.Tensor], weights: list[float], *, with_divisor: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """TIES disjoint merge: (Σ_i w_i·δ_i·a_i, Σ_i w_i·a_i) with a_i = [sign(w_i·δ_i) = s]; the second is
+    ``None`` when ``with_divisor`` is False (a merge that does not normalize never reads it).
 
     s is :func:`elect_sign` of the weighted deltas. Zero entries (trimmed or unchanged) have sign 0 and
     never agree, so they add to neither sum. Dividing the first by the second (where it is non-zero) is
@@ -226,21 +229,27 @@ def disjoint_sum(deltas: list[torch.Tensor], weights: list[float]) -> tuple[torc
     if len(deltas) != len(weights):
         raise ValueError(f"{len(weights)} weights for {len(deltas)} task vectors")
     if half_precision(deltas[0]):
-        return _disjoint_sum_stacked(deltas, weights)
+        mixed, divisor = _disjoint_sum_stacked(deltas, weights)
+        return mixed, divisor if with_divisor else None
     # w_i·δ_i is recomputed in the second pass instead of kept in a list: the same values (and the same sum
-    # as elect_sign's) with one full-size temporary alive instead of one per model.
+    # as elect_sign's) with one full-size temporary alive instead of one per model. The passes are
+    # arithmetic, not where()/masked_fill_()/== (each ~4× the cost of a multiply on CPU), with the same bits:
+    # total starts at +0, so it is never −0 and copysign(1, total) is s; sign(w·δ)·s is exactly 1 where
+    # they agree and −1 or ±0 elsewhere, so clamped at 0 it is a_i; w·δ·0 = ±0 adds nothing to a sum that
+    # starts at +0 (and a non-finite w·δ makes the output non-finite either way).
     total = torch.zeros_like(deltas[0])
     for delta, weight in zip(deltas, weights, strict=True):
         total += delta * weight
-    elected = torch.where(total >= 0, 1.0, -1.0).to(total.dtype)
+    elected = torch.ones_like(total).copysign_(total)
     del total
     mixed = torch.zeros_like(elected)
-    divisor = torch.zeros_like(elected)
+    divisor = torch.zeros_like(elected) if with_divisor else None
     for delta, weight in zip(deltas, weights, strict=True):
         w_delta = delta * weight
-        agree = torch.sign(w_delta) == elected
-        mixed += w_delta.masked_fill_(~agree, 0.0)
-        divisor += agree * weight
+        agree = torch.sign(w_delta).mul_(elected).clamp_min_(0.0)
+        mixed += w_delta.mul_(agree)
+        if divisor is not None:
+            divisor += agree * weight
     return mixed, divisor
 
 

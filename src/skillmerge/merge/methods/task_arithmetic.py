@@ -109,8 +109,8 @@ def combine_task_vectors(
     if not deltas:
         return base.clone()
     if consensus:
-        mixed, divisor = disjoint_sum(deltas, weights)
-        if normalize:
+        mixed, divisor = disjoint_sum(deltas, weights, with_divisor=normalize)
+        if divisor is not None:
             mixed /= torch.where(divisor == 0, 1.0, divisor)
     elif half_precision(base):
         # mergekit's order: the weights rounded to the dtype, one reduction over the stacked products
