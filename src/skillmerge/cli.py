@@ -396,7 +396,7 @@ def demo(
         ),
     ] = None,
 ) -> None:
-    """The paper's experiment on SmolLM2-135M and a synthetic skill world (offline; 8.5–10 min on 2 cores)."""
+    """The paper's experiment on SmolLM2-135M and a synthetic skill world (offline; ~8 min on 2 cores)."""
     from skillmerge.demo import run
 
     run(out, full=full, results_file=results, workers=workers)

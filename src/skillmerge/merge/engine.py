@@ -635,7 +635,7 @@ def _write_weights(
         PlannedShardWriter(tmp, layout, max_shard_bytes=config.max_shard_bytes) as writer,
         # Elementwise slices: one compute thread, the other core hashes and writes at the same pace. Streamed
         # methods (TIES, DARE, ...) compute ~10× more per byte written: every core on each slice's ops
-        # (TIES / DARE-TIES on SmolLM2: 9.6 → 6.8 s, the same bytes; their random draws stay serial).
+        # (TIES / DARE-TIES on SmolLM2: 9.6 → 6.8 s, the same bytes; their random draws run on one thread).
         _intra_op_threads(1 if plan.method.elementwise else None),
         bar,
     ):
