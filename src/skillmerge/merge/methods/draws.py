@@ -1,7 +1,7 @@
 """The random draws behind DARE's and DELLA's masks: counter-based, so any slice is drawn on its own.
 
 Each model that drops entries at random takes one 63-bit key from the tensor's generator (the engine seeds
-that generator per tensor, :func:`skillmerge.merge.plan.tensor_seed`), in model order, and models with
+that generator per tensor, :func:`skillmerge.merge.engine.tensor_seed`), in model order, and models with
 density 1 take none. Entry j of the model's task vector (flat, row-major) then gets the j-th 32-bit word
 w_j of the PCG64 stream seeded with that key (numpy's ``PCG64(key)``; each 64-bit output is two words,
 low half first):
