@@ -20,6 +20,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import PreTrainedTokenizerFast
 
+from skillmerge.errors import ModelError
 from skillmerge.merge import MergeConfig, engine, methods, run
 from skillmerge.merge.engine import tensor_seed
 from skillmerge.merge.methods import get_method
@@ -560,6 +561,11 @@ def _gram_run(case: str, shape: tuple[int, ...], with_base: bool, slice_elements
     assert method.streamed is not None
     merge = method.streamed(slices, params, torch.Generator())
     parts = [merge.merge(start, stop) for start, stop in slices.ranges(merge.align)]
+    if merge.into is not None:  # the in-place form writes the same bits
+        for (start, stop), part in zip(slices.ranges(merge.align), parts, strict=True):
+            written = torch.full((stop - start,), float("nan"))
+            merge.into(start, stop, written)
+            assert_bitwise(written, part)
     return torch.cat(parts).reshape(base.shape)
 
 
@@ -602,3 +608,74 @@ def test_engine_streams_gram_methods_and_matches_the_whole_tensor_merge_bitwise(
         config["base_model"] = str(base)
     cfg = MergeConfig.model_validate(config)
     assert_engine_streams_bitwise(name, cfg, tmp_path, monkeypatch)
+
+
+def _poisoned(src: Path, dst: Path, tensor: str, value: float) -> Path:
+    """A copy of the model at ``src`` with one entry of ``tensor`` set to ``value`` (NaN or inf)."""
+    from safetensors.torch import load_file, save_file
+
+    dst.mkdir()
+    for file in src.iterdir():
+        if file.suffix == ".safetensors":
+            state = load_file(file)
+            if tensor in state:
+                state[tensor] = state[tensor].clone()
+                state[tensor].view(-1)[5] = value
+            save_file(state, dst / file.name, metadata={"format": "pt"})
+        elif file.is_file():
+            (dst / file.name).write_bytes(file.read_bytes())
+    return dst
+
+
+GRAM_CONFIGS = {
+    # name: (method, base or None, model indices into models[1:], parameters)
+    "slerp-base": ("slerp", True, [0], {"t": 0.35}),
+    "slerp-two-unused-base": ("slerp", True, [0, 1], {"t": 0.35}),
+    "nuslerp-base": ("nuslerp", True, [0, 1], {}),
+    "model_stock": ("model_stock", True, [0, 1], {}),
+}
+
+
+@pytest.mark.parametrize("poison", ["base", "last"])
+@pytest.mark.parametrize("case", sorted(GRAM_CONFIGS))
+def test_gram_methods_name_a_non_finite_input_without_a_separate_pass(
+    case: str, poison: str, models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slerp, NuSLERP and Model Stock check their inputs in phase 1 (their norms are finite exactly when the
+    inputs are): clean inputs get no NaN/inf pass of their own, and a NaN/inf in any input — an unused base
+    included — is still refused naming that file and tensor, with nothing written."""
+    name, with_base, picks, parameters = GRAM_CONFIGS[case]
+    base, *skills = models
+    chosen = [skills[i] for i in picks]
+
+    def config(base_path: Path, model_paths: list[Path]) -> MergeConfig:
+        entries = [{"model": str(m), "weight": w} for m, w in zip(model_paths, [0.3, 0.8], strict=False)]
+        return MergeConfig.model_validate(
+            {"method": name, "base_model": str(base_path), "models": entries, "parameters": parameters}
+        )
+
+    passes: list[str] = []
+    original = engine._finite_in_slices
+
+    def counting(flat: torch.Tensor, owner: Any, tensor: str, chunk: int) -> None:
+        passes.append(tensor)
+        original(flat, owner, tensor, chunk)
+
+    monkeypatch.setattr(engine, "_finite_in_slices", counting)
+    clean = run(config(base, chosen), tmp_path / "clean")
+    assert clean.tensors > 0
+    if case == "slerp-two-unused-base":  # phase 1 never reads the base: every input gets the pass
+        assert len(passes) == 3 * clean.tensors
+    else:
+        assert passes == []
+
+    value = float("nan") if poison == "base" else float("inf")
+    tensor = "model.layers.1.mlp.up_proj.weight"
+    if poison == "base":
+        bad = base = _poisoned(base, tmp_path / "bad", tensor, value)
+    else:
+        bad = chosen[-1] = _poisoned(chosen[-1], tmp_path / "bad", tensor, value)
+    with pytest.raises(ModelError, match="non-finite") as caught:
+        run(config(base, chosen), tmp_path / "out")
+    assert str(bad) in str(caught.value) and tensor in str(caught.value)
+    assert not (tmp_path / "out").exists()

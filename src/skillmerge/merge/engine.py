@@ -403,13 +403,18 @@ def _merge_streamed(
     Phase 1 (``method.streamed``) reads slices of the inputs for the tensor's statistics; phase 2 merges one
     slice at a time. Only slices of fp32 operands exist (besides the raw inputs and the output), and the
     result equals the whole-tensor call (see :class:`MergeMethod`). Inputs are checked for NaN/inf first,
-    slice by slice: phase 1 ranks and sums them.
+    slice by slice: phase 1 ranks and sums them — unless the method's phase 1 checks them itself
+    (``checks_inputs``: the Gram methods, whose norms are finite exactly when their inputs are); the pass
+    then runs afterwards only when phase 1 did not vouch for every input. A phase 2 with an ``into`` form
+    writes fp32 output slices in place.
     """
     owners, raws, with_base = _take_raw_inputs(plan, task, loaded)
     chunk = CHUNK_ELEMENTS  # read at call time, so tests can force many small slices
     flats = [raw.reshape(-1) for raw in raws]
-    for owner, flat in zip(owners, flats, strict=True):
-        _finite_in_slices(flat, owner, task.name, chunk)
+    method = plan.method
+    if not method.checks_inputs:
+        for owner, flat in zip(owners, flats, strict=True):
+            _finite_in_slices(flat, owner, task.name, chunk)
     slices = TensorSlices(
         name=task.name,
         shape=task.shape,
@@ -421,18 +426,25 @@ def _merge_streamed(
     )
     generator = torch.Generator()
     generator.manual_seed(tensor_seed(plan.config.seed, task.name))
-    assert plan.method.streamed is not None
-    merge = plan.method.streamed(slices, task.params, generator)
+    assert method.streamed is not None
+    merge = method.streamed(slices, task.params, generator)
+    if method.checks_inputs and not merge.inputs_checked:
+        for owner, flat in zip(owners, flats, strict=True):
+            _finite_in_slices(flat, owner, task.name, chunk)
     out = _SliceOutput(task, sink)
+    into = merge.into if task.out_dtype == torch.float32 else None
     for start, stop in slices.ranges(merge.align):
-        merged = merge.merge(start, stop)
-        if tuple(merged.shape) != (stop - start,):
-            raise ModelError(
-                f"method {plan.method.name} (streamed) returned shape {list(merged.shape)} for a slice of "
-                f"{task.name}, expected {[stop - start]}"
-            )
         target = out.target(start, stop)
-        target.copy_(merged)
+        if into is not None:
+            into(start, stop, target)
+        else:
+            merged = merge.merge(start, stop)
+            if tuple(merged.shape) != (stop - start,):
+                raise ModelError(
+                    f"method {method.name} (streamed) returned shape {list(merged.shape)} for a slice of "
+                    f"{task.name}, expected {[stop - start]}"
+                )
+            target.copy_(merged)
         out.done(target)  # inputs were checked: a non-finite output overflowed (counted, then refused)
     return out.finish()
 

@@ -123,10 +123,18 @@ class SliceMerge:
 
     The engine calls it on consecutive ranges from :meth:`TensorSlices.ranges` with this ``align``, in
     order (random masks are replayed slice after slice).
+
+    ``into(start, stop, out)``, where given, writes the same entries (bitwise) into the fp32 slice ``out``
+    instead of returning them: the engine then hands it the output buffer itself, so no result temporary
+    is formed and copied. ``inputs_checked``: phase 1 summed a function of every entry of every input
+    that is NaN/inf exactly when an entry is (the diagonal of a :class:`~.gram.Gram` matrix), and found
+    them all finite (see ``MergeMethod.checks_inputs``).
     """
 
     merge: Callable[[int, int], torch.Tensor]
     align: int = 1
+    into: Callable[[int, int, torch.Tensor], None] | None = None
+    inputs_checked: bool = False
 
     @staticmethod
     def of(result: torch.Tensor) -> SliceMerge:
@@ -166,6 +174,12 @@ class MergeMethod:
     once those are known. Its output equals ``fn``'s bitwise: the sums behind those statistics run in
     float64 over slices of NORM_SLICE entries in ``fn`` too (:mod:`.sparsify`, :mod:`.gram`). The engine
     uses it on the CPU for full-model inputs (without a base for methods that need none).
+
+    ``checks_inputs``: the streamed phase 1 may see every input entry in a sum that a NaN/inf makes
+    non-finite, and then reports ``SliceMerge.inputs_checked``; the engine skips its own NaN/inf pass over
+    the inputs before phase 1 and runs it afterwards only when phase 1 did not vouch for them (to name the
+    input, or to find none and let the output check decide). Phase 1 must then be safe on non-finite
+    input (it only sums, or computes whole-tensor results that are discarded).
     """
 
     name: str
@@ -179,3 +193,4 @@ class MergeMethod:
     elementwise: bool = False
     into: IntoFn | None = None
     streamed: StreamedFn | None = None
+    checks_inputs: bool = False

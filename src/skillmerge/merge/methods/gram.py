@@ -25,7 +25,8 @@ def _products(wide: torch.Tensor) -> torch.Tensor:
     the rows' k × k results summed in a fixed order."""
     count, n = wide.shape
     whole = n // _ROW * _ROW
-    rows = wide.as_strided((whole // _ROW, count, _ROW), (_ROW, n, 1))  # [rows, k, _ROW], a view
+    stride = wide.stride(0)  # ``wide`` may be the first n columns of a wider buffer
+    rows = wide.as_strided((whole // _ROW, count, _ROW), (_ROW, stride, 1))  # [rows, k, _ROW], a view
     total = (rows @ rows.transpose(1, 2)).sum(dim=0) if whole else wide.new_zeros(count, count)
     tail = wide[:, whole:]
     return total + tail @ tail.T
@@ -37,6 +38,7 @@ class Gram:
     def __init__(self, count: int) -> None:
         self.count = count
         self._sums = [[0.0] * count for _ in range(count)]
+        self._wide: torch.Tensor | None = None  # the float64 copy of one slice, reused slice after slice
 
     def add(self, parts: list[torch.Tensor]) -> None:
         """One slice of every vector (equal lengths)."""
@@ -45,7 +47,10 @@ class Gram:
         if not parts[0].numel():
             return
         # fp32 products are exact in float64: only the sums round
-        wide = torch.empty(self.count, parts[0].numel(), dtype=torch.float64, device=parts[0].device)
+        n, device = parts[0].numel(), parts[0].device
+        if self._wide is None or self._wide.shape[1] < n or self._wide.device != device:
+            self._wide = torch.empty(self.count, n, dtype=torch.float64, device=device)
+        wide = self._wide[:, :n]
         for row, part in zip(wide, parts, strict=True):
             row.copy_(part.reshape(-1))
         products = _products(wide)
@@ -58,6 +63,11 @@ class Gram:
 
     def norm(self, i: int) -> float:
         return math.sqrt(self._sums[i][i])
+
+    def finite(self) -> bool:
+        """Whether every vector was finite. Σ v² of float32 entries cannot overflow float64 (≤ 2^256 each,
+        fewer than 2^50 entries), so a diagonal sum is NaN/inf exactly when its vector holds a NaN/inf."""
+        return all(math.isfinite(self._sums[i][i]) for i in range(self.count))
 
 
 def gram(vectors: list[torch.Tensor]) -> Gram:

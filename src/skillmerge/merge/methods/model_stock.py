@@ -67,6 +67,16 @@ def _mix(t: float | torch.Tensor, models: list[torch.Tensor], base: torch.Tensor
     return t * average + (1 - t) * base
 
 
+def _mix_into(t: float, models: list[torch.Tensor], base: torch.Tensor, out: torch.Tensor) -> None:
+    """:func:`_mix` with a scalar t, written into ``out``: the same fp32 operations in the same order."""
+    out.zero_()
+    for model in models:
+        out += model
+    out /= len(models)
+    out.mul_(t)
+    out.add_((1 - t) * base)
+
+
 def model_stock(inputs: TensorInputs, params: ModelStockParams, rng: torch.Generator) -> torch.Tensor:
     """t·mean(θ_i) + (1 − t)·θ_base with t from the mean pairwise cosine of the task vectors."""
     base = require_base(inputs)
@@ -102,7 +112,11 @@ def model_stock_streamed(slices: TensorSlices, params: ModelStockParams, rng: to
         models = [slices.model(i, start, stop) for i in range(n)]
         return _mix(t, models, slices.base(start, stop))
 
-    return SliceMerge(merge)
+    def into(start: int, stop: int, out: torch.Tensor) -> None:
+        _mix_into(t, [slices.model(i, start, stop) for i in range(n)], slices.base(start, stop), out)
+
+    # τ_i = θ_i − θ_base is NaN/inf wherever θ_base or θ_i is: the norms of the τ_i vouch for every input
+    return SliceMerge(merge, into=into, inputs_checked=products.finite())
 
 
 METHODS = (
@@ -114,5 +128,6 @@ METHODS = (
         min_models=2,
         formula="θ = t·mean_i θ_i + (1−t)·θ_base, t = N·cos/(1+(N−1)·cos), cos = mean pairwise cos(τ_i, τ_j)",
         streamed=model_stock_streamed,
+        checks_inputs=True,
     ),
 )

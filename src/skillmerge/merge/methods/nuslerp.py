@@ -84,7 +84,18 @@ def nuslerp_streamed(slices: TensorSlices, params: NuSlerpParams, rng: torch.Gen
     inner = streamed_slerp(
         t, slices, lambda a, b: slices.delta(0, a, b), lambda a, b: slices.delta(1, a, b), COLINEAR_DOT
     )
-    return SliceMerge(lambda start, stop: slices.base(start, stop) + inner.merge(start, stop))
+    assert inner.into is not None
+
+    def into(start: int, stop: int, out: torch.Tensor) -> None:
+        inner.into(start, stop, out)  # type: ignore[misc]
+        out.add_(slices.base(start, stop))  # θ_base + merged, bitwise (one fp32 sum per entry)
+
+    # τ_i = θ_i − θ_base is NaN/inf wherever θ_base or θ_i is, so the task vectors' norms vouch for all three
+    return SliceMerge(
+        lambda start, stop: slices.base(start, stop) + inner.merge(start, stop),
+        into=into,
+        inputs_checked=inner.inputs_checked,
+    )
 
 
 METHODS = (
@@ -97,5 +108,6 @@ METHODS = (
         max_models=2,
         formula="θ = [θ_base +] slerp(w_2/(w_1+w_2); θ_1 [− θ_base], θ_2 [− θ_base])",
         streamed=nuslerp_streamed,
+        checks_inputs=True,
     ),
 )

@@ -15,6 +15,7 @@ for them, then mixes slice by slice, bitwise the whole-tensor result.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -48,7 +49,12 @@ class SlerpParams(MethodParams):
 def slerp_coefficients(
     t: float, norm_a: float, norm_b: float, dot: float, colinear_dot: float = COLINEAR_DOT
 ) -> tuple[float, float]:
-    """(c_a, c_b) with slerp(t; a, b) = c_a·a + c_b·b, from ‖a‖, ‖b‖ and a·b (1 − t, t when colinear)."""
+    """(c_a, c_b) with slerp(t; a, b) = c_a·a + c_b·b, from ‖a‖, ‖b‖ and a·b (1 − t, t when colinear).
+
+    NaN coefficients when a norm or the dot product is not finite (a NaN/inf input, or task vectors that
+    overflowed float32): the mix is then NaN and the engine refuses the tensor, naming the input."""
+    if not all(math.isfinite(x) for x in (norm_a, norm_b, dot)):
+        return math.nan, math.nan
     cos = dot / ((norm_a if norm_a > NORM_EPS else 1.0) * (norm_b if norm_b > NORM_EPS else 1.0))
     if abs(cos) > colinear_dot:
         return 1 - t, t
@@ -61,6 +67,14 @@ def mix(coefficients: tuple[float, float], a: torch.Tensor, b: torch.Tensor) -> 
     """c_a·a + c_b·b: the elementwise half of slerp, on whole tensors or on slices."""
     c_a, c_b = coefficients
     return c_a * a + c_b * b
+
+
+def mix_into(coefficients: tuple[float, float], a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+    """:func:`mix` written into ``out`` (fp32, a's shape): the same two products and one sum per entry,
+    bitwise, with one temporary instead of three."""
+    c_a, c_b = coefficients
+    torch.mul(a, c_a, out=out)
+    out.add_(b * c_b)
 
 
 def slerp_tensors(
@@ -87,12 +101,19 @@ def streamed_slerp(
     t: float, slices: TensorSlices, first: Endpoint, second: Endpoint, colinear_dot: float
 ) -> SliceMerge:
     """:func:`slerp_tensors` of two endpoints read slice by slice: one pass for the norms and the dot
-    product, then the mix per slice (the same fp32 operations on every entry)."""
+    product, then the mix per slice (the same fp32 operations on every entry).
+
+    ``inputs_checked`` says the two endpoints were finite (their norms are); the caller clears it when
+    an input of the tensor is not behind either endpoint."""
     products = Gram(2)
     for start, stop in slices.ranges():
         products.add([first(start, stop), second(start, stop)])
     coefficients = slerp_coefficients(t, products.norm(0), products.norm(1), products.dot(0, 1), colinear_dot)
-    return SliceMerge(lambda start, stop: mix(coefficients, first(start, stop), second(start, stop)))
+    return SliceMerge(
+        lambda start, stop: mix(coefficients, first(start, stop), second(start, stop)),
+        into=lambda start, stop, out: mix_into(coefficients, first(start, stop), second(start, stop), out),
+        inputs_checked=products.finite(),
+    )
 
 
 def _endpoint_error(name: str, models: int, base: bool) -> UsageError:
@@ -125,7 +146,10 @@ def slerp_streamed(slices: TensorSlices, params: SlerpParams, rng: torch.Generat
         endpoints = slices.base, (lambda a, b: slices.model(0, a, b))
     else:
         raise _endpoint_error(slices.name, count, slices.base_flat is not None)
-    return streamed_slerp(params.t, slices, *endpoints, COLINEAR_DOT)
+    merge = streamed_slerp(params.t, slices, *endpoints, COLINEAR_DOT)
+    if count == 2 and slices.base_flat is not None:  # an unused base: phase 1 never read it
+        merge = dataclasses.replace(merge, inputs_checked=False)
+    return merge
 
 
 METHODS = (
@@ -138,5 +162,6 @@ METHODS = (
         max_models=2,
         formula="θ = sin((1−t)Ω)/sin Ω·a + sin(tΩ)/sin Ω·b (lerp when colinear)",
         streamed=slerp_streamed,
+        checks_inputs=True,
     ),
 )
