@@ -628,11 +628,11 @@ def _poisoned(src: Path, dst: Path, tensor: str, value: float) -> Path:
 
 
 GRAM_CONFIGS = {
-    # name: (method, base or None, model indices into models[1:], parameters)
-    "slerp-base": ("slerp", True, [0], {"t": 0.35}),
-    "slerp-two-unused-base": ("slerp", True, [0, 1], {"t": 0.35}),
-    "nuslerp-base": ("nuslerp", True, [0, 1], {}),
-    "model_stock": ("model_stock", True, [0, 1], {}),
+    # case: (method, indices of the models besides the base, parameters); every case has a base
+    "slerp-base": ("slerp", [0], {"t": 0.35}),
+    "slerp-two-unused-base": ("slerp", [0, 1], {"t": 0.35}),
+    "nuslerp-base": ("nuslerp", [0, 1], {}),
+    "model_stock": ("model_stock", [0, 1], {}),
 }
 
 
@@ -644,7 +644,7 @@ def test_gram_methods_name_a_non_finite_input_without_a_separate_pass(
     """Slerp, NuSLERP and Model Stock check their inputs in phase 1 (their norms are finite exactly when the
     inputs are): clean inputs get no NaN/inf pass of their own, and a NaN/inf in any input — an unused base
     included — is still refused naming that file and tensor, with nothing written."""
-    name, with_base, picks, parameters = GRAM_CONFIGS[case]
+    name, picks, parameters = GRAM_CONFIGS[case]
     base, *skills = models
     chosen = [skills[i] for i in picks]
 
