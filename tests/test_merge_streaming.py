@@ -679,3 +679,32 @@ def test_gram_methods_name_a_non_finite_input_without_a_separate_pass(
         run(config(base, chosen), tmp_path / "out")
     assert str(bad) in str(caught.value) and tensor in str(caught.value)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("name", "threads"), [("slerp", 1), ("model_stock", 1), ("nuslerp", 1), ("ties", 2)])
+def test_light_methods_compute_on_one_thread_and_ranking_methods_on_all(
+    name: str, threads: int, models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gram methods (``MergeMethod.light``) leave the other cores to reading and writing, as elementwise
+    methods do; TIES ranks on every core; the caller's setting is back afterwards."""
+    method = get_method(name)
+    seen: list[int] = []
+
+    def recording(slices: TensorSlices, params: Any, rng: torch.Generator) -> Any:
+        seen.append(torch.get_num_threads())
+        return method.streamed(slices, params, rng)
+
+    monkeypatch.setitem(methods._REGISTRY, name, dataclasses.replace(method, streamed=recording))
+    base, *skills = models
+    entries = [{"model": str(m), "weight": w} for m, w in zip(skills, [0.3, 0.8], strict=True)]
+    config: dict[str, Any] = {"method": name, "base_model": str(base), "models": entries}
+    if name == "slerp":
+        config |= {"models": entries[:1], "parameters": {"t": 0.35}}
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run(MergeConfig.model_validate(config), tmp_path / "out")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {threads}

@@ -645,10 +645,11 @@ def _write_weights(
         ThreadPoolExecutor(config.io_threads, thread_name_prefix="merge-read") as read_pool,
         ThreadPoolExecutor(1, thread_name_prefix="merge-write") as write_pool,
         PlannedShardWriter(tmp, layout, max_shard_bytes=config.max_shard_bytes) as writer,
-        # Elementwise slices: one compute thread, the other core hashes and writes at the same pace. Streamed
-        # methods (TIES, DARE, ...) compute ~10× more per byte written: every core on each slice's ops
-        # (TIES / DARE-TIES on SmolLM2: 9.6 → 6.8 s, the same bytes; their random draws run on one thread).
-        _intra_op_threads(1 if plan.method.elementwise else None),
+        # Elementwise and other light methods (SLERP, Model Stock: see MergeMethod.light): one compute thread,
+        # the other core hashes and writes at the same pace. Ranking and sampling methods (TIES, DARE, ...)
+        # compute ~10× more per byte written: every core on each slice's ops (TIES / DARE-TIES on SmolLM2:
+        # 9.6 → 6.8 s, the same bytes; their random draws run on one thread).
+        _intra_op_threads(1 if plan.method.elementwise or plan.method.light else None),
         bar,
     ):
         job = bar.add_task("merge", total=len(plan.tensors))

@@ -180,6 +180,11 @@ class MergeMethod:
     the inputs before phase 1 and runs it afterwards only when phase 1 did not vouch for them (to name the
     input, or to find none and let the output check decide). Phase 1 must then be safe on non-finite
     input (it only sums, or computes whole-tensor results that are discarded).
+
+    ``light``: a few elementwise passes per byte read (true of ``elementwise`` methods, and of the Gram
+    methods besides: one float64 product pass, then a mix). The engine then computes on one thread and
+    leaves the other cores to the threads that read, hash and write (SmolLM2 slerp 1.53 → 1.37 s, nuslerp
+    1.56 → 1.35 s, model_stock 1.86 → 1.75 s on 2 cores); ranking and sampling methods take every core.
     """
 
     name: str
@@ -194,3 +199,4 @@ class MergeMethod:
     into: IntoFn | None = None
     streamed: StreamedFn | None = None
     checks_inputs: bool = False
+    light: bool = False

@@ -129,5 +129,6 @@ METHODS = (
         formula="θ = t·mean_i θ_i + (1−t)·θ_base, t = N·cos/(1+(N−1)·cos), cos = mean pairwise cos(τ_i, τ_j)",
         streamed=model_stock_streamed,
         checks_inputs=True,
+        light=True,
     ),
 )

@@ -109,5 +109,6 @@ METHODS = (
         formula="θ = [θ_base +] slerp(w_2/(w_1+w_2); θ_1 [− θ_base], θ_2 [− θ_base])",
         streamed=nuslerp_streamed,
         checks_inputs=True,
+        light=True,
     ),
 )

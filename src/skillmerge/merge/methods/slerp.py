@@ -163,5 +163,6 @@ METHODS = (
         formula="θ = sin((1−t)Ω)/sin Ω·a + sin(tΩ)/sin Ω·b (lerp when colinear)",
         streamed=slerp_streamed,
         checks_inputs=True,
+        light=True,
     ),
 )
