@@ -1,6 +1,6 @@
 # skillmerge — two commands for a newcomer: `make demo` and `make test`.
 #   make demo    create .venv if needed, install, run the paper's experiment on SmolLM2 + the skill world
-#                (~8 min measured on 2 CPU cores; wall time, GFLOP/s, findings → benchmarks/results/demo.json)
+#                (~7–8 min measured on 2 CPU cores; wall time, GFLOP/s, findings → benchmarks/results/demo.json)
 #   make test    install if needed, run the whole test suite (CI runs exactly this)
 #   make bench   run every benchmark in benchmarks/ (results in benchmarks/results/*.json), then the
 #                mergekit parity tests against mergekit 0.1.5 in its own venv
