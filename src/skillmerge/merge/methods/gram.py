@@ -11,6 +11,7 @@ engine (slices of CHUNK_ELEMENTS, the same size), and the same output bit for bi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -68,6 +69,22 @@ class Gram:
         """Whether every vector was finite. Σ v² of float32 entries cannot overflow float64 (≤ 2^256 each,
         fewer than 2^50 entries), so a diagonal sum is NaN/inf exactly when its vector holds a NaN/inf."""
         return all(math.isfinite(self._sums[i][i]) for i in range(self.count))
+
+
+def combine(coefficients: Sequence[float], vectors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Σ_i c_i·v_i (the mix of the Gram methods, once their coefficients are known): c_0·v_0, then each
+    further product added in order — on whole tensors or on slices, the same operations per entry."""
+    total = vectors[0] * coefficients[0]
+    for vector, c in zip(vectors[1:], coefficients[1:], strict=True):
+        total += vector * c
+    return total
+
+
+def combine_into(coefficients: Sequence[float], vectors: Sequence[torch.Tensor], out: torch.Tensor) -> None:
+    """:func:`combine` written into ``out`` (one temporary instead of one per term), bitwise the same."""
+    torch.mul(vectors[0], coefficients[0], out=out)
+    for vector, c in zip(vectors[1:], coefficients[1:], strict=True):
+        out += vector * c
 
 
 def gram(vectors: list[torch.Tensor]) -> Gram:

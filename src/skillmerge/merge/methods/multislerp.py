@@ -39,7 +39,7 @@ from skillmerge.merge.methods.base import (
     TensorSlices,
     half_precision,
 )
-from skillmerge.merge.methods.gram import Gram, gram
+from skillmerge.merge.methods.gram import Gram, combine, combine_into, gram
 from skillmerge.merge.methods.task_arithmetic import task_vectors
 
 
@@ -73,21 +73,6 @@ def coefficients(products: Gram, weights: list[float], eps: float) -> list[float
     return [a_i * scale / max(mean_norm, eps) for a_i in a]
 
 
-def mix(coefficients: list[float], points: list[torch.Tensor]) -> torch.Tensor:
-    """Σ_i c_i·x_i in float32: c_0·x_0, then each further product added in order."""
-    total = points[0] * coefficients[0]
-    for point, c in zip(points[1:], coefficients[1:], strict=True):
-        total += point * c
-    return total
-
-
-def mix_into(coefficients: list[float], points: list[torch.Tensor], out: torch.Tensor) -> None:
-    """:func:`mix` written into ``out``: the same products and sums per entry, bitwise."""
-    torch.mul(points[0], coefficients[0], out=out)
-    for point, c in zip(points[1:], coefficients[1:], strict=True):
-        out += point * c
-
-
 def multislerp(inputs: TensorInputs, params: MultiSlerpParams, rng: torch.Generator) -> torch.Tensor:
     """The weighted spherical mean direction of the models (or task vectors) times their mean norm."""
     if len(inputs.models) == 1:
@@ -96,7 +81,7 @@ def multislerp(inputs: TensorInputs, params: MultiSlerpParams, rng: torch.Genera
     weights = _weights(inputs.name, inputs.weights, params)
     if half_precision(points[0]):  # compute_dtype: mergekit's order, in the points' dtype
         return _multislerp_direct(inputs, points, weights, params.eps)
-    merged = mix(coefficients(gram(points), weights, params.eps), points)
+    merged = combine(coefficients(gram(points), weights, params.eps), points)
     return merged if inputs.base is None else inputs.base + merged
 
 
@@ -139,11 +124,11 @@ def multislerp_streamed(slices: TensorSlices, params: MultiSlerpParams, rng: tor
     c = coefficients(products, weights, params.eps)
 
     def merge(start: int, stop: int) -> torch.Tensor:
-        merged = mix(c, points(start, stop))
+        merged = combine(c, points(start, stop))
         return slices.base(start, stop) + merged if with_base else merged
 
     def into(start: int, stop: int, out: torch.Tensor) -> None:
-        mix_into(c, points(start, stop), out)
+        combine_into(c, points(start, stop), out)
         if with_base:
             out.add_(slices.base(start, stop))  # θ_base + merged, bitwise
 

@@ -30,7 +30,7 @@ from skillmerge.merge.methods.base import (
     TensorSlices,
     half_precision,
 )
-from skillmerge.merge.methods.gram import Gram, gram
+from skillmerge.merge.methods.gram import Gram, combine, combine_into, gram
 from skillmerge.merge.params import Number
 
 COLINEAR_DOT = 0.9995
@@ -63,20 +63,6 @@ def slerp_coefficients(
     return math.sin((1 - t) * omega) / sin_omega, math.sin(t * omega) / sin_omega
 
 
-def mix(coefficients: tuple[float, float], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """c_a·a + c_b·b: the elementwise half of slerp, on whole tensors or on slices."""
-    c_a, c_b = coefficients
-    return c_a * a + c_b * b
-
-
-def mix_into(coefficients: tuple[float, float], a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
-    """:func:`mix` written into ``out`` (fp32, a's shape): the same two products and one sum per entry,
-    bitwise, with one temporary instead of three."""
-    c_a, c_b = coefficients
-    torch.mul(a, c_a, out=out)
-    out.add_(b * c_b)
-
-
 def slerp_tensors(
     t: float, a: torch.Tensor, b: torch.Tensor, colinear_dot: float = COLINEAR_DOT
 ) -> torch.Tensor:
@@ -90,10 +76,10 @@ def slerp_tensors(
         a32, b32 = a.float(), b.float()
         norms = float(torch.linalg.vector_norm(a32)), float(torch.linalg.vector_norm(b32))
         dot = float(torch.dot(a32.reshape(-1), b32.reshape(-1)))
-        return mix(slerp_coefficients(t, *norms, dot, colinear_dot), a32, b32).to(a.dtype)
+        return combine(slerp_coefficients(t, *norms, dot, colinear_dot), [a32, b32]).to(a.dtype)
     products = gram([a, b])
-    return mix(
-        slerp_coefficients(t, products.norm(0), products.norm(1), products.dot(0, 1), colinear_dot), a, b
+    return combine(
+        slerp_coefficients(t, products.norm(0), products.norm(1), products.dot(0, 1), colinear_dot), [a, b]
     )
 
 
@@ -109,9 +95,13 @@ def streamed_slerp(
     for start, stop in slices.ranges():
         products.add([first(start, stop), second(start, stop)])
     coefficients = slerp_coefficients(t, products.norm(0), products.norm(1), products.dot(0, 1), colinear_dot)
+
+    def endpoints(start: int, stop: int) -> list[torch.Tensor]:
+        return [first(start, stop), second(start, stop)]
+
     return SliceMerge(
-        lambda start, stop: mix(coefficients, first(start, stop), second(start, stop)),
-        into=lambda start, stop, out: mix_into(coefficients, first(start, stop), second(start, stop), out),
+        lambda start, stop: combine(coefficients, endpoints(start, stop)),
+        into=lambda start, stop, out: combine_into(coefficients, endpoints(start, stop), out),
         inputs_checked=products.finite(),
     )
 
