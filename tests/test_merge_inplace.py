@@ -116,6 +116,28 @@ def test_a_mapped_tensor_equals_the_read_one_and_writes_stay_private(tmp_path: P
             fresh.map("c")  # the last tensor: no map past the end, the read names the file
 
 
+def _rss_file_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+def test_a_mapped_tensor_is_resident_before_its_first_touch(tmp_path: Path) -> None:
+    """map() fills the page tables itself (MADV_POPULATE_READ through libc, off the GIL): the read-ahead
+    thread pays for the pages, not the merging thread's first touch."""
+    tensor = torch.arange(8 * 1024**2, dtype=torch.float32)  # 32 MiB, in the page cache once written
+    save_file({"t": tensor}, str(tmp_path / "model.safetensors"))
+    with TensorReader(tmp_path) as reader:
+        before = _rss_file_bytes()
+        mapped = reader.map("t")
+        resident = _rss_file_bytes() - before
+        assert resident >= 0.9 * tensor.numel() * 4, resident
+        assert torch.equal(mapped, tensor)
+        del mapped
+
+
 def test_a_tensor_streamed_in_pieces_is_the_tensor_added_whole(tmp_path: Path) -> None:
     from skillmerge.models.shards import PlannedShardWriter, tensor_bytes
 
