@@ -530,8 +530,15 @@ def test_elementwise_methods_in_slices_equal_whole_tensor_bitwise(
         method, family[f"base-{tag}"] if use_base else None, models, [0.7, -0.4, 0.3][:count], **extra
     )
     assert get_method(method).elementwise
-    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 7)  # odd: every tensor ends on a partial slice
+    monkeypatch.setattr(engine, "ELEMENTWISE_CHUNK_ELEMENTS", 7)  # odd: every tensor ends on a partial slice
+    slices: list[int] = []
+    done = engine._SliceOutput.done
+    monkeypatch.setattr(
+        engine._SliceOutput, "done", lambda self, target: slices.append(target.numel()) or done(self, target)
+    )
     sliced = run(cfg, tmp_path / "sliced")
+    assert slices and max(slices) == 7 and len(slices) > 2 * len(weights(tmp_path / "sliced"))
+    monkeypatch.setattr(engine._SliceOutput, "done", done)
     whole_method = dataclasses.replace(get_method(method), elementwise=False)
     monkeypatch.setitem(methods._REGISTRY, method, whole_method)
     whole = run(cfg, tmp_path / "whole")

@@ -191,6 +191,7 @@ def test_engine_output_is_the_same_with_and_without_the_fast_paths(
         {"method": method, "base_model": str(base), "models": entries, "dtype": dtype}
     )
     monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 100)  # many slices, a ragged last one
+    monkeypatch.setattr(engine, "ELEMENTWISE_CHUNK_ELEMENTS", 100)
     fast = run(cfg, tmp_path / "fast", progress=False)
     # The reference: the method's fn on read (not mapped) tensors, whole outputs, no in-place form.
     monkeypatch.setattr(TensorReader, "map", TensorReader.get)

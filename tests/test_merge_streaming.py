@@ -372,6 +372,7 @@ def test_engine_writes_slices_without_ever_holding_the_whole_output(
     from skillmerge.models.shards import PlannedShardWriter, TensorReader
 
     monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 2048)
+    monkeypatch.setattr(engine, "ELEMENTWISE_CHUNK_ELEMENTS", 2048)
     cfg = _plain(models) if name == "task_arithmetic" else _config(name, models, rescale_norm="l1")
     plan = build_plan(cfg)
     try:

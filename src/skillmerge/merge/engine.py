@@ -43,6 +43,7 @@ from skillmerge.errors import ModelError
 from skillmerge.merge.methods.base import TensorInputs, TensorSlices, task_vector
 from skillmerge.merge.plan import (
     CHUNK_ELEMENTS,
+    ELEMENTWISE_CHUNK_ELEMENTS,
     OUTPUT_SLICES,
     PREFETCH_BYTES,
     InputModel,
@@ -326,7 +327,8 @@ def _merge_chunked(
     compute: torch.dtype,
     sink: SliceSink | None,
 ) -> torch.Tensor | None:
-    """An elementwise method over flat slices of CHUNK_ELEMENTS entries, written straight into the output.
+    """An elementwise method over flat slices (ELEMENTWISE_CHUNK_ELEMENTS entries), written straight into
+    the output.
 
     Bitwise equal to one whole-tensor call (each entry goes through the same operations), but only a
     chunk of fp32 operands exists at a time and they stay in cache across the method's passes. A method
@@ -342,7 +344,7 @@ def _merge_chunked(
     generator = torch.Generator(device=device)
     generator.manual_seed(tensor_seed(plan.config.seed, task.name))
     total = numel(task.shape)
-    chunk = CHUNK_ELEMENTS  # read at call time, so tests can force many small slices
+    chunk = ELEMENTWISE_CHUNK_ELEMENTS  # read at call time, so tests can force many small slices
     into = plan.method.into if compute == torch.float32 and device.type == "cpu" else None
     direct = task.out_dtype == torch.float32
     scratch = torch.empty(min(chunk, total), dtype=torch.float32) if into and not direct else None
