@@ -345,7 +345,8 @@ def ref_sce(base: np.ndarray, deltas: list[np.ndarray], topk: float) -> np.ndarr
     if topk < 1:
         variance = stacked.var(axis=0).ravel()
         keep = np.zeros(variance.size, dtype=bool)
-        keep[np.argsort(-variance, kind="stable")[: int(topk * variance.size)]] = True
+        k = int(np.float32(np.count_nonzero(variance)) * np.float32(topk))  # mergekit: among nonzero ones
+        keep[np.argsort(-variance, kind="stable")[:k]] = True
         stacked = stacked * keep.reshape(base.shape)
     energy = np.array([np.mean(d**2) for d in stacked])
     if energy.sum() == 0:
@@ -377,6 +378,19 @@ def test_sce_ignores_model_weights_and_keeps_the_base_when_nothing_is_selected()
     reweighted = make_inputs(3, seed=83, weights=[5.0, 0.1, 1.0])
     assert torch.equal(run("sce", inputs), run("sce", reweighted))
     assert torch.equal(run("sce", inputs, select_topk=0.01), inputs.base)  # ⌊0.01·42⌋ = 0 positions
+
+
+def test_sce_counts_its_selection_among_the_nonzero_variances():
+    """mergekit 0.1.5 keeps ⌊select_topk · #(nonzero variances)⌋ positions (with torch's float32 product)."""
+    from skillmerge.merge.methods.sce import select_count
+
+    tau = torch.arange(1.0, 11.0)
+    twice = torch.where(torch.arange(10) >= 4, 2 * tau, tau)  # equal task vectors (variance 0) on 0..3
+    inputs = TensorInputs("w", torch.zeros(10), [tau, twice], None, [1, 1])
+    out = run("sce", inputs, select_topk=0.5)
+    assert torch.nonzero(out).reshape(-1).tolist() == [7, 8, 9]  # ⌊0.5·6⌋ = 3, not ⌊0.5·10⌋ = 5
+    assert select_count(6, 0.5) == 3 and select_count(0, 0.5) == 0
+    assert select_count(28_311_503, 0.3) == 8_493_452  # float32: the exact ⌊0.3·m⌋ is 8,493,450
 
 
 def test_sce_weights_follow_the_mean_square_of_each_task_vector():

@@ -53,6 +53,17 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         }
         model.load_state_dict(tuned)
         paths[f"m{k}"] = save_model(model, None, root / f"m{k}")
+        if k == 2:  # m1's twin: m1's entries, but m2's in every other one (task vectors equal on half)
+            twin = tiny_llama(tie=False, seed=0)
+            m1 = read(paths["m1"])
+            mixed = {}
+            for name, value in tuned.items():
+                both = torch.stack([m1[name].reshape(-1), value.reshape(-1)])
+                mixed[name] = both[torch.arange(value.numel()) % 2, torch.arange(value.numel())].reshape(
+                    value.shape
+                )
+            twin.load_state_dict(mixed)
+            paths["twin"] = save_model(twin, None, root / "twin")
     return paths
 
 
@@ -147,6 +158,12 @@ EXACT: dict[str, str] = {
     "model_stock_filter_wise": yaml("model_stock", THREE, "'{base}'", {"filter_wise": "true"}),
     "sce": yaml("sce", THREE, "'{base}'", {"select_topk": 0.5}),
     "sce_no_select": yaml("sce", THREE, "'{base}'"),
+    # zero variance on half the entries: mergekit keeps ⌊select_topk·(nonzero variances)⌋ positions
+    "sce_zero_variance": yaml(
+        "sce", "  - model: '{m1}'\n  - model: '{twin}'\n", "'{base}'", {"select_topk": 0.3}
+    ),
+    # ⌊0.02·32⌋ = 0 for the norms: mergekit keeps one entry there (the largest)
+    "ties_density_below_one_entry": yaml("ties", two("0.6", "0.4", ", density: 0.02"), "'{base}'"),
     "nuslerp": yaml("nuslerp", two("0.3", "0.5")),
     "nuslerp_with_base": yaml("nuslerp", two("0.3", "0.5"), "'{base}'"),
     "nuslerp_rows": yaml("nuslerp", two("1.0", "2.0"), None, {"nuslerp_flatten": "false"}),

@@ -2,8 +2,9 @@
 
 With τ_i = θ_i − θ_base (N models, n entries)::
 
-    select:    keep the ⌊select_topk·n⌋ positions with the largest variance of τ_i across models
-               (equal variances: lower flat index first); τ_i ← τ_i ⊙ mask     (select_topk = 1: keep all)
+    select:    keep the k = ⌊select_topk·m⌋ positions with the largest variance of τ_i across models,
+               m the number of nonzero variances (equal variances: lower flat index first);
+               τ_i ← τ_i ⊙ mask                                                (select_topk = 1: keep all)
     calculate: w_i = mean(τ_i²) / Σ_j mean(τ_j²)                               (matrix-level weights)
     erase:     s = sign(Σ_i τ_i) (+1 where 0);  a_i = [sign(τ_i) = s]
     θ = θ_base + Σ_i w_i·τ_i·a_i / Σ_i w_i·a_i                                 (÷ 1 where nothing agrees)
@@ -11,8 +12,10 @@ With τ_i = θ_i − θ_base (N models, n entries)::
 Where every selected τ_i is zero (or nothing is selected) θ = θ_base. The models' own weights play no part
 (mergekit's sce has none); the sign is elected from the unweighted sum, as mergekit does. No randomness.
 
+k is mergekit 0.1.5's: the count of nonzero variances times select_topk as torch multiplies an int64
+count by a float (in float32, so above 2^24 positions k can exceed the exact ⌊select_topk·m⌋ by a few).
 The variance is the unbiased one (÷ N − 1; zero for one model), as ``torch.var`` gives it (see
-:func:`variance`). Σ τ_i² is summed in float64 over flat
+:func:`variance`); mergekit's ÷ N ranks the positions alike. Σ τ_i² is summed in float64 over flat
 slices of NORM_SLICE entries, so the weights are right to the last fp32 bit on a 28M-entry tensor (a
 half-precision merge, which follows mergekit's operations, sums in its dtype). The streamed form
 (:func:`sce_streamed`) finds the variance threshold by radix select over slices and gives the same output.
@@ -69,10 +72,17 @@ def variance(deltas: torch.Tensor) -> torch.Tensor:
     return out.reshape(deltas.shape[1:])
 
 
+def select_count(nonzero: int, fraction: float) -> int:
+    """SCE's k: ``fraction`` of the ``nonzero`` variances, as mergekit computes it (an int64 count tensor
+    times a float is a float32 product in torch), rounded down."""
+    return int(torch.tensor(nonzero, dtype=torch.int64) * fraction)
+
+
 def variance_mask(deltas: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Mask of the ⌊fraction·n⌋ positions whose values vary most across ``deltas`` (stacked on dim 0)."""
+    """Mask of the :func:`select_count` positions whose values vary most across ``deltas`` (stacked on
+    dim 0)."""
     scores = variance(deltas)
-    return top_k_mask(scores, int(fraction * scores.numel()))
+    return top_k_mask(scores, select_count(int(torch.count_nonzero(scores)), fraction))
 
 
 def _square_sums(stacked: torch.Tensor) -> torch.Tensor:
@@ -129,8 +139,9 @@ def sce_streamed(slices: TensorSlices, params: SceParams, rng: torch.Generator) 
     bit, which the fp32 weights almost never show).
 
     Phase 1: with selection, two counting passes of the variances give the exact top-k cut
-    (:mod:`.topk`), then one pass sums each model's selected τ_i²; phase 2 masks, weighs and mixes each
-    slice. Only slices of N task vectors and their variances exist at any time.
+    (:mod:`.topk`; the first also counts the nonzero variances k depends on), then one pass sums each
+    model's selected τ_i²; phase 2 masks, weighs and mixes each slice. Only slices of N task vectors and
+    their variances exist at any time.
     """
     if slices.base_flat is None:
         raise UsageError(f"tensor {slices.name}: this merge method needs a base model")
@@ -146,7 +157,10 @@ def sce_streamed(slices: TensorSlices, params: SceParams, rng: torch.Generator) 
             yield variance(stacked).view(torch.int32)  # variances are ≥ +0: their bits order as they do
 
     select = params.select_topk < 1
-    cut = top_k_cuts(variance_bits, n, [int(params.select_topk * n)])[0] if select else TopKCut(n, n)
+    if select:
+        (cut,) = top_k_cuts(variance_bits, n, lambda nonzero: [select_count(nonzero, params.select_topk)])
+    else:
+        cut = TopKCut(n, n)
 
     def selected(stacked: torch.Tensor, mask: TopKMask) -> torch.Tensor:
         return stacked * mask(variance(stacked).view(torch.int32)) if select else stacked

@@ -5,8 +5,9 @@ by position (the lower flat index counts as larger), so every trim is determinis
 
 Semantics follow mergekit's ``sparsify`` and ``get_mask``, with these deliberate differences:
 
-- ``magnitude`` keeps ⌊density·n⌋ entries; when that is 0 the whole task vector is dropped (mergekit
-  stops with an assertion).
+- ``magnitude`` keeps max(1, ⌊density·n⌋) entries of a non-empty tensor, as mergekit 0.1.5 does (older
+  mergekit stopped with an assertion where ⌊density·n⌋ = 0, and older skillmerge dropped the whole task
+  vector there).
 - ``outlier_band`` (breadcrumbs) with ⌊γ·n⌋ = 0 removes no outliers and keeps the band, as mergekit 0.1.5
   does (older mergekit's slice ``[n_bot:-0]`` was empty there and dropped the whole task vector of every
   tensor with fewer than 1/γ entries).
@@ -149,14 +150,20 @@ def rescale_survivors(
     return kept * (before / after)
 
 
+def magnitude_count(n: int, density: float) -> int:
+    """How many of ``n`` entries the TIES trim keeps: ⌊density·n⌋, but at least one of a non-empty tensor
+    (a 32-entry norm at density 0.02 keeps its largest entry, as in mergekit 0.1.5)."""
+    return max(1, int(density * n)) if n else 0
+
+
 def magnitude(delta: torch.Tensor, density: float, rescale: RescaleNorm | None = None) -> torch.Tensor:
-    """TIES trim: keep the ⌊density·n⌋ largest-magnitude entries of δ, zero the rest.
+    """TIES trim: keep the :func:`magnitude_count` largest-magnitude entries of δ, zero the rest.
 
     ``density ≥ 1`` returns δ unchanged (no rescale either).
     """
     if density >= 1:
         return delta
-    mask = top_k_mask(delta.abs(), int(density * delta.numel()))
+    mask = top_k_mask(delta.abs(), magnitude_count(delta.numel(), density))
     return rescale_survivors(delta, mask, density, rescale)
 
 

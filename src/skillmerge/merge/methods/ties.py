@@ -1,6 +1,7 @@
 """TIES-merging (Yadav et al., 2023): trim, elect sign, disjoint merge.
 
-    τ_i' = top-density_i magnitudes of τ_i                      (per-model density, default 1 = no trim)
+    τ_i' = top-density_i magnitudes of τ_i                      (per-model density, default 1 = no trim;
+                                                                 at least one entry kept)
     s    = sign(Σ_i w_i·τ_i')                                   (+1 where the sum is 0)
     a_i  = [sign(w_i·τ_i') = s]                                 (trimmed and zero entries never agree)
     θ    = θ_base + λ·Σ_i w_i·τ_i'·a_i / Σ_i w_i·a_i           (without the division if normalize: false)
@@ -16,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from skillmerge.merge.methods.base import TensorSlices
-from skillmerge.merge.methods.sparsify import DensityParams, magnitude
+from skillmerge.merge.methods.sparsify import DensityParams, magnitude, magnitude_count
 from skillmerge.merge.methods.streaming import (
     KEEP_ALL,
     DrawStream,
@@ -49,7 +50,7 @@ def trim_by_magnitude_streamed(
     if model.density >= 1:
         return KEEP_ALL
     n = slices.numel
-    (cut,) = top_k_cuts(lambda: delta_magnitude_bits(slices, index), n, [int(model.density * n)])
+    (cut,) = top_k_cuts(lambda: delta_magnitude_bits(slices, index), n, [magnitude_count(n, model.density)])
 
     def new_mask() -> Callable[[torch.Tensor], torch.Tensor]:
         top = TopKMask(cut)

@@ -50,17 +50,33 @@ def _kth_from_top(counts: torch.Tensor, rank: int) -> tuple[int, int]:
     return bucket, int(from_top[j]) - int(counts[bucket])
 
 
-def top_k_cuts(bit_slices: Callable[[], Iterable[torch.Tensor]], n: int, ks: Sequence[int]) -> list[TopKCut]:
+def top_k_cuts(
+    bit_slices: Callable[[], Iterable[torch.Tensor]],
+    n: int,
+    ks: Sequence[int] | Callable[[int], Sequence[int]],
+) -> list[TopKCut]:
     """The exact cut for each k over ``n`` magnitudes, whose bits ``bit_slices()`` yields slice by slice.
 
-    ``bit_slices`` is called once per pass (twice at most, never when every k is ≤ 0 or ≥ n).
+    ``ks`` may be a function of the number of nonzero magnitudes (SCE counts its k among the nonzero
+    variances), which the first pass counts. ``bit_slices`` is called once per pass (twice at most; never
+    when every given k is ≤ 0 or ≥ n).
     """
-    inside = sorted({k for k in ks if 0 < k < n})
-    if not inside:
-        return [TopKCut(k, n) for k in ks]
+    of_nonzero = callable(ks)
+    if not of_nonzero:
+        inside = sorted({k for k in ks if 0 < k < n})
+        if not inside:
+            return [TopKCut(k, n) for k in ks]
     high = torch.zeros(_HIGH_BUCKETS, dtype=torch.int64)
+    zeros = 0
     for bits in bit_slices():
         high += torch.bincount((bits >> _LOW_BITS).reshape(-1), minlength=_HIGH_BUCKETS)
+        if of_nonzero:
+            zeros += int((bits == 0).sum())
+    if callable(ks):
+        ks = ks(n - zeros)
+        inside = sorted({k for k in ks if 0 < k < n})
+        if not inside:
+            return [TopKCut(k, n) for k in ks]
     located = {k: _kth_from_top(high, k) for k in inside}
     buckets = sorted({bucket for bucket, _ in located.values()})
     low = {bucket: torch.zeros(_LOW_BUCKETS, dtype=torch.int64) for bucket in buckets}
