@@ -164,6 +164,24 @@ def test_streamed_odd_shapes_equal_whole_tensor(name: str, shape: tuple[int, ...
         assert_bitwise(streamed(name, tensors, weights, params, model_params, slice_elements), want)
 
 
+@pytest.mark.parametrize("bad", [None, float("nan"), float("inf"), float("-inf"), -float("nan")])
+def test_the_counting_pass_and_the_norms_tell_whether_every_magnitude_was_finite(bad: float | None) -> None:
+    from skillmerge.merge.methods.sparsify import NormSum
+
+    values = torch.randn(1000, generator=torch.Generator().manual_seed(4))
+    values[0] = torch.finfo(torch.float32).max  # the largest finite magnitude is still finite
+    if bad is not None:
+        values[700] = bad
+    cuts = top_k_cuts(lambda: [magnitude_bits(values[:600]), magnitude_bits(values[600:])], 1000, [10, 0])
+    assert [cut.finite for cut in cuts] == [bad is None] * 2
+    assert not top_k_cuts(lambda: [magnitude_bits(values)], 1000, [1000])[0].finite  # no pass, no word
+    for norm in ("l1", "l2", "linf"):
+        total = NormSum(norm)  # type: ignore[arg-type]
+        for part in (values[:600], values[600:], values[:5]):  # NaN must survive a later, larger slice
+            total.add(part)
+        assert np.isfinite(total.value) == (bad is None), norm
+
+
 @pytest.mark.parametrize("k_fraction", [0.0, 1e-3, 0.25, 0.5, 0.999, 1.0])
 @pytest.mark.parametrize("data", ["normal", "ties", "zeros", "tiny", "huge"])
 def test_radix_select_keeps_the_same_set_as_top_k_mask(k_fraction: float, data: str) -> None:
@@ -634,13 +652,23 @@ def _poisoned(src: Path, dst: Path, tensor: str, value: float) -> Path:
 
 
 GRAM_CONFIGS = {
-    # case: (method, indices of the models besides the base, parameters); every case has a base
-    "slerp-base": ("slerp", [0], {"t": 0.35}),
-    "slerp-two-unused-base": ("slerp", [0, 1], {"t": 0.35}),
-    "nuslerp-base": ("nuslerp", [0, 1], {}),
-    "model_stock": ("model_stock", [0, 1], {}),
-    "multislerp-base": ("multislerp", [0, 1], {"normalize_weights": False}),
+    # case: (method, indices of the models besides the base, parameters, per-model parameters); every case
+    # has a base
+    "slerp-base": ("slerp", [0], {"t": 0.35}, {}),
+    "slerp-two-unused-base": ("slerp", [0, 1], {"t": 0.35}, {}),
+    "nuslerp-base": ("nuslerp", [0, 1], {}, {}),
+    "model_stock": ("model_stock", [0, 1], {}, {}),
+    "multislerp-base": ("multislerp", [0, 1], {"normalize_weights": False}, {}),
+    # the TIES/DARE family: top-k counts, or the norms of an L1/L2/L∞ rescale, see every τ_i entry
+    "ties": ("ties", [0, 1], {}, {"density": 0.5}),
+    "breadcrumbs_ties": ("breadcrumbs_ties", [0, 1], {}, {"density": 0.8, "gamma": 0.05}),
+    "dare_ties-l1": ("dare_ties", [0, 1], {"rescale_norm": "l1"}, {"density": 0.6}),
+    "della-linf": ("della", [0, 1], {"rescale_norm": "linf"}, {"density": 0.6, "epsilon": 0.1}),
+    # ... but not DARE's ×1/density (phase 1 reads nothing) nor a model kept whole (density 1)
+    "dare_linear-density": ("dare_linear", [0, 1], {}, {"density": 0.6}),
+    "ties-one-model-whole": ("ties", [0, 1], {}, {"density": [0.5, 1.0]}),
 }
+SEPARATE_PASS = {"slerp-two-unused-base", "dare_linear-density", "ties-one-model-whole"}
 
 
 @pytest.mark.parametrize("poison", ["base", "last"])
@@ -648,15 +676,19 @@ GRAM_CONFIGS = {
 def test_gram_methods_name_a_non_finite_input_without_a_separate_pass(
     case: str, poison: str, models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Slerp, NuSLERP and Model Stock check their inputs in phase 1 (their norms are finite exactly when the
-    inputs are): clean inputs get no NaN/inf pass of their own, and a NaN/inf in any input — an unused base
-    included — is still refused naming that file and tensor, with nothing written."""
-    name, picks, parameters = GRAM_CONFIGS[case]
+    """Slerp, NuSLERP, Model Stock and the TIES/DARE family check their inputs in phase 1 (their norms or
+    top-k counts are finite exactly when the inputs are): clean inputs get no NaN/inf pass of their own,
+    and a NaN/inf in any input — an unused base included — is still refused naming that file and tensor,
+    with nothing written."""
+    name, picks, parameters, per_model = GRAM_CONFIGS[case]
     base, *skills = models
     chosen = [skills[i] for i in picks]
 
     def config(base_path: Path, model_paths: list[Path]) -> MergeConfig:
         entries = [{"model": str(m), "weight": w} for m, w in zip(model_paths, [0.3, 0.8], strict=False)]
+        for i, entry in enumerate(entries):
+            if per_model:
+                entry["parameters"] = {k: v[i] if isinstance(v, list) else v for k, v in per_model.items()}
         return MergeConfig.model_validate(
             {"method": name, "base_model": str(base_path), "models": entries, "parameters": parameters}
         )
@@ -671,7 +703,7 @@ def test_gram_methods_name_a_non_finite_input_without_a_separate_pass(
     monkeypatch.setattr(engine, "_finite_in_slices", counting)
     clean = run(config(base, chosen), tmp_path / "clean")
     assert clean.tensors > 0
-    if case == "slerp-two-unused-base":  # phase 1 never reads the base: every input gets the pass
+    if case in SEPARATE_PASS:  # phase 1 does not read every input: every input gets the pass
         assert len(passes) == 3 * clean.tensors
     else:
         assert passes == []

@@ -406,8 +406,9 @@ def _merge_streamed(
     slice at a time. Only slices of fp32 operands exist (besides the raw inputs and the output), and the
     result equals the whole-tensor call (see :class:`MergeMethod`). Inputs are checked for NaN/inf first,
     slice by slice: phase 1 ranks and sums them — unless the method's phase 1 checks them itself
-    (``checks_inputs``: the Gram methods, whose norms are finite exactly when their inputs are); the pass
-    then runs afterwards only when phase 1 did not vouch for every input. A phase 2 with an ``into`` form
+    (``checks_inputs``: the Gram methods, whose norms are finite exactly when their inputs are, and the
+    TIES/DARE family, whose top-k counts and rescale norms see every τ_i entry); the pass then runs
+    afterwards only when phase 1 did not vouch for every input. A phase 2 with an ``into`` form
     writes fp32 output slices in place.
     """
     owners, raws, with_base = _take_raw_inputs(plan, task, loaded)

@@ -127,8 +127,9 @@ class SliceMerge:
     ``into(start, stop, out)``, where given, writes the same entries (bitwise) into the fp32 slice ``out``
     instead of returning them: the engine then hands it the output buffer itself, so no result temporary
     is formed and copied. ``inputs_checked``: phase 1 summed a function of every entry of every input
-    that is NaN/inf exactly when an entry is (the diagonal of a :class:`~.gram.Gram` matrix), and found
-    them all finite (see ``MergeMethod.checks_inputs``).
+    that is NaN/inf exactly when an entry is (the diagonal of a :class:`~.gram.Gram` matrix; the TIES/DARE
+    family's top-k counts or rescale norms of every τ_i), and found them all finite (see
+    ``MergeMethod.checks_inputs``).
     """
 
     merge: Callable[[int, int], torch.Tensor]
@@ -179,7 +180,7 @@ class MergeMethod:
     non-finite, and then reports ``SliceMerge.inputs_checked``; the engine skips its own NaN/inf pass over
     the inputs before phase 1 and runs it afterwards only when phase 1 did not vouch for them (to name the
     input, or to find none and let the output check decide). Phase 1 must then be safe on non-finite
-    input (it only sums, or computes whole-tensor results that are discarded).
+    input (it only sums or counts, or computes whole-tensor results that are discarded).
 
     ``light``: a few elementwise passes per byte read (true of ``elementwise`` methods, and of the Gram
     methods besides: one float64 product pass, then a mix). The engine then computes on one thread and

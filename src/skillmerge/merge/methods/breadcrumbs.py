@@ -70,4 +70,4 @@ def keep_band_streamed(
 
         return band
 
-    return masked_survivors(slices, index, new_mask, model.density, params.rescale_mode)
+    return masked_survivors(slices, index, new_mask, model.density, params.rescale_mode, outer.finite)

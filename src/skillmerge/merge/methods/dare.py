@@ -20,7 +20,14 @@ import torch
 
 from skillmerge.merge.methods.base import TensorSlices
 from skillmerge.merge.methods.sparsify import DensityParams, random_drop, rescale_survivors
-from skillmerge.merge.methods.streaming import KEEP_ALL, NORMS, DrawStream, SliceSparsifier, slice_norms
+from skillmerge.merge.methods.streaming import (
+    KEEP_ALL,
+    NORMS,
+    DrawStream,
+    SliceSparsifier,
+    norms_checked,
+    slice_norms,
+)
 from skillmerge.merge.methods.task_arithmetic import GeneralizedParams
 
 
@@ -75,6 +82,7 @@ def drop_at_random_streamed(
             return mask
 
         return SliceSparsifier(
-            lambda delta: rescale_survivors(delta, kept_mask(delta), density, rescale, norms)
+            lambda delta: rescale_survivors(delta, kept_mask(delta), density, rescale, norms),
+            checked=norms_checked(norms),
         )
     return SliceSparsifier(lambda delta: rescale_survivors(delta, draw(delta), density, rescale))

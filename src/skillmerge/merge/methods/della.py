@@ -38,6 +38,7 @@ from skillmerge.merge.methods.streaming import (
     NORMS,
     DrawStream,
     SliceSparsifier,
+    norms_checked,
     pack_mask,
     slice_norms,
     unpack_mask,
@@ -161,7 +162,7 @@ def magnitude_sample_streamed(
             mask = unpack_mask(packed.popleft(), delta.numel())
             return rescale_survivors(delta, mask, model.density, rescale, norms)
 
-        return SliceSparsifier(unpacked, align=row)
+        return SliceSparsifier(unpacked, align=row, checked=norms_checked(norms))
 
     def apply(delta: torch.Tensor) -> torch.Tensor:
         rows = delta.reshape(-1, row)

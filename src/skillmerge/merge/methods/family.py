@@ -130,7 +130,11 @@ class Variant:
                 lambda_=params.lambda_,
             )
 
-        return SliceMerge(merge, align=max((s.align for s in sparsifiers), default=KEEP_ALL.align))
+        return SliceMerge(
+            merge,
+            align=max((s.align for s in sparsifiers), default=KEEP_ALL.align),
+            inputs_checked=bool(sparsifiers) and all(s.checked for s in sparsifiers),
+        )
 
     def method(self) -> MergeMethod:
         return MergeMethod(
@@ -144,6 +148,8 @@ class Variant:
             elementwise=self.sparsify is None,
             into=self.merge_into if self.sparsify is None and not self.consensus else None,
             streamed=self.merge_streamed if self.streamed_sparsify is not None else None,
+            # phase 1 vouches for finite inputs where every model's statistic saw every entry
+            checks_inputs=self.streamed_sparsify is not None,
         )
 
 

@@ -107,7 +107,9 @@ class NormSum:
         if not part.numel():
             return
         if self.norm == "linf":
-            self.total = max(self.total, float(part.abs().max()))
+            largest = float(part.abs().max())  # NaN if the part holds one
+            if math.isnan(largest) or largest > self.total:  # a NaN total stays (Python's max drops NaN)
+                self.total = largest
         elif self.norm == "l1":
             self.total += exact_order_sum(part.abs())  # |x| is exact in fp32; summed in float64
         else:

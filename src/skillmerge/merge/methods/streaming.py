@@ -14,6 +14,7 @@ and phase 2 draw the same masks slice by slice without replaying the generator.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -32,10 +33,16 @@ NORMS = ("l1", "l2", "linf")
 @dataclass(frozen=True)
 class SliceSparsifier:
     """Phase 2 of one model's streamed sparsifier: ``apply(τ slice) → τ' slice``, slices in flat order,
-    each a multiple of ``align`` entries (DELLA ranks within rows, so it needs whole rows)."""
+    each a multiple of ``align`` entries (DELLA ranks within rows, so it needs whole rows).
+
+    ``checked``: phase 1 saw every entry of τ_i in a statistic that a NaN/inf makes non-finite (the
+    top-k counts, ‖τ_i‖ of a norm rescale), and it was finite — so θ_i and θ_base are finite there
+    (τ_i = θ_i − θ_base is NaN/inf wherever either is).
+    """
 
     apply: Callable[[torch.Tensor], torch.Tensor]
     align: int = 1
+    checked: bool = False
 
 
 KEEP_ALL = SliceSparsifier(lambda delta: delta)
@@ -98,18 +105,27 @@ def slice_norms(
     return before.value, after.value
 
 
+def norms_checked(norms: tuple[float, float] | None) -> bool:
+    """Whether :func:`slice_norms`' ‖τ_i‖ (over every entry) vouches that τ_i is finite."""
+    return norms is not None and math.isfinite(norms[0])
+
+
 def masked_survivors(
     slices: TensorSlices,
     index: int,
     new_mask: Callable[[], MaskFn],
     density: float,
     rescale: RescaleNorm | None,
+    checked: bool = False,
 ) -> SliceSparsifier:
     """Phase 2 of a mask-then-rescale sparsifier (TIES, breadcrumbs): ``rescale_survivors`` per slice.
 
     ``new_mask()`` starts the mask over at the first slice; a norm rescale uses one mask for its norms
-    pass and a fresh one for phase 2.
+    pass and a fresh one for phase 2. ``checked``: the caller's phase 1 already vouched for τ_i.
     """
     norms = slice_norms(slices, index, new_mask(), rescale) if rescale in NORMS else None  # type: ignore[arg-type]
     mask = new_mask()
-    return SliceSparsifier(lambda delta: rescale_survivors(delta, mask(delta), density, rescale, norms))
+    return SliceSparsifier(
+        lambda delta: rescale_survivors(delta, mask(delta), density, rescale, norms),
+        checked=checked or norms_checked(norms),
+    )

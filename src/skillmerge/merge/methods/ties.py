@@ -56,4 +56,4 @@ def trim_by_magnitude_streamed(
         top = TopKMask(cut)
         return lambda delta: top(magnitude_bits(delta))
 
-    return masked_survivors(slices, index, new_mask, model.density, params.rescale_mode)
+    return masked_survivors(slices, index, new_mask, model.density, params.rescale_mode, cut.finite)

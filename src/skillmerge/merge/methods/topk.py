@@ -10,7 +10,9 @@ the int32 bit pattern orders as the value does, and ``abs`` turns −0.0 into +0
 
 The mask then keeps |x| > t and the first k − #{|x| > t} entries equal to t in flat order — ``top_k_mask``'s
 tie rule — with a running count carried from slice to slice, so slices must be visited in order. Several
-k share the two passes (breadcrumbs needs two). Inputs must be finite (a NaN's bits would rank above inf).
+k share the two passes (breadcrumbs needs two). A NaN's bits rank above inf, so a cut over non-finite
+magnitudes is meaningless; the first pass tells (``TopKCut.finite``), and the merge engine then names the
+non-finite input instead of using the cut.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ _LOW_BITS = 15
 _HIGH_BUCKETS = 1 << 16  # |x| < 2^31 as int32 bits, so its top 16 bits index 65,536 buckets
 _LOW_BUCKETS = 1 << _LOW_BITS
 _LOW_MASK = _LOW_BUCKETS - 1
+_NON_FINITE_BUCKET = 0x7F800000 >> _LOW_BITS  # inf's bits and above (NaN): never a finite magnitude's bucket
 
 
 def magnitude_bits(values: torch.Tensor) -> torch.Tensor:
@@ -34,12 +37,15 @@ def magnitude_bits(values: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class TopKCut:
     """The ``k`` largest of ``n`` magnitudes: every entry above ``threshold`` (int32 bits of the k-th
-    largest) and the first ``ties`` entries equal to it."""
+    largest) and the first ``ties`` entries equal to it. ``finite``: the counting passes ran and saw no
+    NaN/inf (their bit patterns, from 0x7F800000 up, fill the top histogram buckets), so every magnitude
+    was finite; False when no pass ran or one was not."""
 
     k: int
     n: int
     threshold: int = 0
     ties: int = 0
+    finite: bool = False
 
 
 def _kth_from_top(counts: torch.Tensor, rank: int) -> tuple[int, int]:
@@ -72,11 +78,12 @@ def top_k_cuts(
         high += torch.bincount((bits >> _LOW_BITS).reshape(-1), minlength=_HIGH_BUCKETS)
         if of_nonzero:
             zeros += int((bits == 0).sum())
+    finite = int(high[_NON_FINITE_BUCKET:].sum()) == 0
     if callable(ks):
         ks = ks(n - zeros)
         inside = sorted({k for k in ks if 0 < k < n})
         if not inside:
-            return [TopKCut(k, n) for k in ks]
+            return [TopKCut(k, n, finite=finite) for k in ks]
     located = {k: _kth_from_top(high, k) for k in inside}
     buckets = sorted({bucket for bucket, _ in located.values()})
     low = {bucket: torch.zeros(_LOW_BUCKETS, dtype=torch.int64) for bucket in buckets}
@@ -90,8 +97,8 @@ def top_k_cuts(
     for k, (bucket, above_bucket) in located.items():
         value, above_value = _kth_from_top(low[bucket], k - above_bucket)
         threshold = (bucket << _LOW_BITS) | value
-        cuts[k] = TopKCut(k, n, threshold, k - above_bucket - above_value)
-    return [cuts.get(k, TopKCut(k, n)) for k in ks]
+        cuts[k] = TopKCut(k, n, threshold, k - above_bucket - above_value, finite)
+    return [cuts.get(k, TopKCut(k, n, finite=finite)) for k in ks]
 
 
 class TopKMask:
