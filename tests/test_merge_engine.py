@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -449,6 +450,28 @@ def test_added_tokens_are_refused_naming_them(
         "adds 2 token(s) '<tool_call>', '</tool_call>'",
         error=ModelError,
     )
+
+
+def test_tokenizers_are_parsed_only_where_their_files_differ(
+    family: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Byte-identical tokenizer.json files (a fine-tune of its base) need no parse; a differing, unreadable
+    one is still refused naming the file."""
+    from skillmerge.merge import plan as plan_module
+
+    parsed: list[Path] = []
+    vocab = plan_module._vocab
+    monkeypatch.setattr(plan_module, "_vocab", lambda model: parsed.append(model.path) or vocab(model))
+    run(config("task_arithmetic", family["base-fp32"], [family["m1-fp32"]], [1.0]), tmp_path / "same")
+    assert parsed == []
+    bad = tmp_path / "bad"
+    shutil.copytree(family["m1-fp32"], bad)
+    (bad / "tokenizer.json").write_text("{not json")
+    cfg = config("task_arithmetic", family["base-fp32"], [bad], [1.0])
+    _expect_refusal(
+        cfg, tmp_path / "out", str(bad / "tokenizer.json"), "cannot read tokenizer", error=ModelError
+    )
+    assert parsed[0] == family["base-fp32"]
 
 
 def test_existing_output_is_refused_before_any_work(family: dict[str, Path], tmp_path: Path) -> None:

@@ -296,23 +296,28 @@ def _same_bytes(a: Path, b: Path) -> bool:
 
 
 def _check_vocabulary(reference: InputModel, others: list[InputModel]) -> None:
-    ref_vocab = _vocab(reference)
-    if ref_vocab is None:
-        return
+    """Refuse an input whose vocabulary differs from the reference's (added, missing or renumbered tokens).
+
+    A fine-tune usually ships its base's tokenizer file unchanged: equal bytes, equal vocabulary. Tokenizers
+    are parsed (~0.1 s for a multi-MB file) only when some input's file differs from the reference's, so
+    a merge of such models, or of one model, parses none.
+    """
     ref_file = reference.path / "tokenizer.json"
+    if not ref_file.is_file():
+        return
+    ref_vocab: dict[str, int] | None = None
     for other in others:
-        # A fine-tune usually ships its base's tokenizer file unchanged: equal bytes, equal vocabulary, and
-        # no ~0.1 s parse of a multi-MB tokenizer per input.
         if _same_bytes(ref_file, other.path / "tokenizer.json"):
             continue
+        ref_vocab = ref_vocab if ref_vocab is not None else _vocab(reference)
+        ref = ref_vocab
+        assert ref is not None  # the file exists: parsed, or refused as unreadable
         vocab = _vocab(other)
-        if vocab is None or vocab == ref_vocab:
+        if vocab is None or vocab == ref:
             continue
-        added = sorted(set(vocab) - set(ref_vocab), key=lambda t: vocab[t])
-        missing = sorted(set(ref_vocab) - set(vocab), key=lambda t: ref_vocab[t])
-        moved = sorted(
-            (t for t in set(vocab) & set(ref_vocab) if vocab[t] != ref_vocab[t]), key=ref_vocab.get
-        )
+        added = sorted(set(vocab) - set(ref), key=lambda t: vocab[t])
+        missing = sorted(set(ref) - set(vocab), key=lambda t: ref[t])
+        moved = sorted((t for t in set(vocab) & set(ref) if vocab[t] != ref[t]), key=ref.get)
         parts = []
         for what, tokens in (("adds", added), ("lacks", missing), ("renumbers", moved)):
             if tokens:
