@@ -1,6 +1,7 @@
 """skillmerge's streaming merge vs ``mergekit-yaml``: wall time, peak RSS, I/O floor and output parity.
 
-Both tools get the SAME mergekit YAML file (skillmerge accepts mergekit's form) and run as child processes,
+Both tools get the SAME mergekit YAML file (skillmerge accepts mergekit's form) and run as child processes
+through their command lines (`python -m skillmerge merge CONFIG --out DIR --overwrite`, `mergekit-yaml`),
 alternating (ours, mergekit, ours, mergekit, ...), on the same machine. Per child:
 
     wall       = seconds from spawn to exit (includes Python + torch import, ~2 s for either tool)
@@ -318,14 +319,16 @@ def bench_case(
     work.mkdir(parents=True)
     cfg = work / "merge.yaml"
     cfg.write_text(mergekit_yaml(method, inputs, dtype, out_dtype))
+    # Each tool's own command line, as a user runs it: `skillmerge merge` vs `mergekit-yaml`.
     ours_cmd = [
         sys.executable,
-        "-c",
-        "import sys; from skillmerge.merge import run; "
-        "r = run(sys.argv[1], sys.argv[2], overwrite=True, progress=False); "
-        "print(r.bytes_read, r.bytes_written)",
+        "-m",
+        "skillmerge",
+        "merge",
         str(cfg),
+        "--out",
         str(work / "ours"),
+        "--overwrite",
     ]
     theirs_cmd = [str(mergekit), str(cfg), str(work / "mergekit"), *mergekit_flags]
     runs: dict[str, list[dict[str, float]]] = {"ours": [], "mergekit": []}

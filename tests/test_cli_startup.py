@@ -116,3 +116,24 @@ def test_help_shows_every_flag_name_whole(columns: str, monkeypatch: pytest.Monk
             for flag in [*param.opts, *getattr(param, "secondary_opts", [])]:
                 if flag.startswith("--"):
                     assert flag in result.output, f"{' '.join(path)} --help at {columns} columns cuts {flag}"
+
+
+def test_console_entry_freezes_the_heap_before_exiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main`` freezes the garbage collector before exiting, so the interpreter's final collections skip the
+    objects torch's import created; the exit code still comes through."""
+    import gc
+    import signal
+
+    from skillmerge.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["skillmerge", "--version"])
+    previous = signal.getsignal(signal.SIGTERM)
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        assert stopped.value.code == 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        signal.signal(signal.SIGTERM, previous)

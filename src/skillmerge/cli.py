@@ -7,6 +7,7 @@ that ``skillmerge --help`` stays fast.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -470,6 +471,10 @@ def main() -> None:
     except BrokenPipeError:  # `skillmerge ... | head`: the reader left early; no traceback for that
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the flush at exit would fail)
         code = 1
+    # The interpreter's final garbage collections walk every object torch's import created (~0.3-0.5 s of
+    # each merge or train run's wall time, measured on 2 cores); frozen objects are skipped. Nothing of ours
+    # relies on a collection at exit: outputs are renamed into place and temp dirs removed before this line.
+    gc.freeze()
     sys.exit(code)
 
 
