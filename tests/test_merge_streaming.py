@@ -553,6 +553,8 @@ GRAM_CASES = {
     "multislerp": ("multislerp", 3, {}),
     "multislerp-nobase": ("multislerp", 3, {"normalize_weights": False}),
     "multislerp-one": ("multislerp", 1, {}),
+    "karcher": ("karcher", 3, {}),
+    "karcher-one-step": ("karcher", 2, {"max_iter": 1, "tol": 1e-9}),
 }
 
 
@@ -618,11 +620,11 @@ def test_gram_sums_are_float64_and_the_same_on_any_thread_count(all_threads: Non
     assert got[0][0] == got[0][3] and abs(got[0][1] - float(a.double().norm())) <= 1e-12 * got[0][1]
 
 
-@pytest.mark.parametrize("name", ["slerp", "nuslerp", "model_stock", "multislerp"])
+@pytest.mark.parametrize("name", ["slerp", "nuslerp", "model_stock", "multislerp", "karcher"])
 def test_engine_streams_gram_methods_and_matches_the_whole_tensor_merge_bitwise(
     name: str, models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """nuslerp here has no base: the engine streams methods that need none without one."""
+    """nuslerp and karcher here have no base: the engine streams methods that need none without one."""
     base, *skills = models
     entries = [{"model": str(m), "weight": w} for m, w in zip(skills, [0.3, 0.8], strict=True)]
     config: dict[str, Any] = {"method": name, "models": entries}
@@ -659,6 +661,7 @@ GRAM_CONFIGS = {
     "nuslerp-base": ("nuslerp", [0, 1], {}, {}),
     "model_stock": ("model_stock", [0, 1], {}, {}),
     "multislerp-base": ("multislerp", [0, 1], {"normalize_weights": False}, {}),
+    "karcher-unused-base": ("karcher", [0, 1], {}, {}),
     # the TIES/DARE family: top-k counts, or the norms of an L1/L2/L∞ rescale, see every τ_i entry
     "ties": ("ties", [0, 1], {}, {"density": 0.5}),
     "breadcrumbs_ties": ("breadcrumbs_ties", [0, 1], {}, {"density": 0.8, "gamma": 0.05}),
@@ -668,7 +671,12 @@ GRAM_CONFIGS = {
     "dare_linear-density": ("dare_linear", [0, 1], {}, {"density": 0.6}),
     "ties-one-model-whole": ("ties", [0, 1], {}, {"density": [0.5, 1.0]}),
 }
-SEPARATE_PASS = {"slerp-two-unused-base", "dare_linear-density", "ties-one-model-whole"}
+SEPARATE_PASS = {
+    "slerp-two-unused-base",
+    "karcher-unused-base",
+    "dare_linear-density",
+    "ties-one-model-whole",
+}
 
 
 @pytest.mark.parametrize("poison", ["base", "last"])
@@ -720,8 +728,36 @@ def test_gram_methods_name_a_non_finite_input_without_a_separate_pass(
     assert not (tmp_path / "out").exists()
 
 
+def test_karcher_without_a_base_checks_its_models_in_phase_1(
+    models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Karcher's Gram pass reads every entry of every model: no separate NaN/inf pass, and a poisoned model
+    is still refused naming its file and tensor."""
+    skills = models[1:]
+    passes: list[str] = []
+    original = engine._finite_in_slices
+
+    def counting(flat: torch.Tensor, owner: Any, tensor: str, chunk: int) -> None:
+        passes.append(tensor)
+        original(flat, owner, tensor, chunk)
+
+    def config(paths: list[Path]) -> MergeConfig:
+        return MergeConfig.model_validate({"method": "karcher", "models": [{"model": str(m)} for m in paths]})
+
+    monkeypatch.setattr(engine, "_finite_in_slices", counting)
+    assert run(config(skills), tmp_path / "clean").tensors > 0
+    assert passes == []
+    tensor = "model.layers.0.self_attn.k_proj.weight"
+    bad = _poisoned(skills[0], tmp_path / "bad", tensor, float("nan"))
+    with pytest.raises(ModelError, match="non-finite") as caught:
+        run(config([bad, skills[1]]), tmp_path / "out")
+    assert str(bad) in str(caught.value) and tensor in str(caught.value)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
-    ("name", "threads"), [("slerp", 1), ("model_stock", 1), ("nuslerp", 1), ("multislerp", 1), ("ties", 2)]
+    ("name", "threads"),
+    [("slerp", 1), ("model_stock", 1), ("nuslerp", 1), ("multislerp", 1), ("karcher", 1), ("ties", 2)],
 )
 def test_light_methods_compute_on_one_thread_and_ranking_methods_on_all(
     name: str, threads: int, models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
