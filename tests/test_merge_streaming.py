@@ -728,6 +728,30 @@ def test_gram_methods_name_a_non_finite_input_without_a_separate_pass(
     assert not (tmp_path / "out").exists()
 
 
+def test_the_merge_runs_with_the_older_heap_frozen(
+    models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cyclic collections during a merge skip what existed before it (torch's ~210k objects); afterwards
+    the heap is as before."""
+    import gc
+
+    counts: list[int] = []
+    original = engine.merge_tensor
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        counts.append(gc.get_freeze_count())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "merge_tensor", recording)
+    gc.unfreeze()
+    config = MergeConfig.model_validate(
+        {"method": "linear", "models": [{"model": str(m)} for m in models[1:]]}
+    )
+    run(config, tmp_path / "out")
+    assert counts and min(counts) > 10_000
+    assert gc.get_freeze_count() == 0
+
+
 def test_karcher_without_a_base_checks_its_models_in_phase_1(
     models: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skillmerge.errors import OutputExistsError, UsageError
+from skillmerge.frozen_heap import frozen_heap
 
 if TYPE_CHECKING:
     from skillmerge.merge.config import MergeConfig, load_merge_config
@@ -80,6 +81,7 @@ def run(
                 description=plan.describe(),
             )
         show = sys.stderr.isatty() if progress is None else progress
-        return execute(plan, out_dir, overwrite=overwrite, progress=show)
+        with frozen_heap():  # the per-slice objects, not torch's, are what the collector should walk
+            return execute(plan, out_dir, overwrite=overwrite, progress=show)
     finally:
         plan.close()
