@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from skillmerge.errors import ModelError, UsageError
 from skillmerge.merge import MergeConfig, engine, methods, run
 from skillmerge.merge.methods import get_method, list_methods
-from skillmerge.merge.methods.base import TensorInputs
+from skillmerge.merge.methods.base import CACHE_BLOCK, TensorInputs
 from skillmerge.models.fingerprint import checkpoint_fingerprint
 from skillmerge.models.shards import TensorReader
 
@@ -57,12 +57,13 @@ CASES = [
 
 
 @pytest.mark.parametrize(("name", "raw", "weights"), CASES)
-def test_into_is_bitwise_the_method(name: str, raw: dict, weights: list[float]) -> None:
+@pytest.mark.parametrize("n", [4099, 2 * CACHE_BLOCK + 4099])  # one cache block, and several
+def test_into_is_bitwise_the_method(name: str, raw: dict, weights: list[float], n: int) -> None:
     method = get_method(name)
     assert method.into is not None
     params = method.params.model_validate(raw)
     for seed in range(3):
-        base, models = _operands(seed, len(weights))
+        base, models = _operands(seed, len(weights), n)
         deltas = [m - base for m in models] if method.needs_base else None
         inputs = TensorInputs("t", base if method.needs_base else None, models, deltas, weights)
         want = method.fn(inputs, params, torch.Generator())

@@ -56,6 +56,25 @@ def half_precision(tensor: torch.Tensor) -> bool:
     return tensor.dtype in (torch.float16, torch.bfloat16)
 
 
+CACHE_BLOCK = 1 << 16
+"""Entries per block of an in-place elementwise computation over a flat slice: every pass runs over one
+block before the next block starts, so the block's output and scratch (256 KiB each in fp32) stay in a
+core's L2 cache between passes. Four fp32 ops over 134M entries here: 0.17 s on 2 MiB buffers, 0.06 s on
+256 KiB ones (the per-call overhead of smaller blocks takes over below ~64K entries). Used by the task
+arithmetic family's in-place combine: its passes over SmolLM2's mapped inputs take 0.53 s instead of
+0.60 s alone; in a 2-core merge the writer thread's hashing and writing set the pace, so the wall time
+moves within noise there. (The Gram methods' mixes, over 1 MiB slices already, measured no gain.)"""
+
+
+def cache_blocks(*tensors: torch.Tensor) -> list[tuple[int, int]] | None:
+    """Consecutive [start, stop) of CACHE_BLOCK entries covering equally long flat tensors (the engine's
+    slices), or None where they are not all 1-D of one length (shaped whole tensors: one piece)."""
+    n = tensors[0].numel()
+    if any(t.dim() != 1 or t.numel() != n for t in tensors):
+        return None
+    return [(start, min(start + CACHE_BLOCK, n)) for start in range(0, n, CACHE_BLOCK)]
+
+
 def task_vector(model: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     """τ = θ − θ_base, on fp32 tensors: the one place a task vector is formed from two models."""
     return model - base

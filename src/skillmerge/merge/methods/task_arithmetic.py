@@ -21,9 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from skillmerge.errors import UsageError
 from skillmerge.merge.methods.base import (
+    CACHE_BLOCK,
     MethodParams,
     ModelParams,
     TensorInputs,
+    cache_blocks,
     half_precision,
     task_vector,
 )
@@ -154,7 +156,40 @@ def combine_models_into(
             raise UsageError("no models to combine")
         out.copy_(base)
         return
-    scratch = torch.empty_like(out) if len(models) > 1 else out
+    blocks = cache_blocks(out, *models, *([] if base is None else [base]))
+    if blocks is None:  # shaped whole tensors: one piece
+        scratch = torch.empty_like(out) if len(models) > 1 else out
+        _combine_block(out, models, weights, base, scratch, normalize=normalize, lambda_=lambda_)
+        return
+    scratch = (
+        torch.empty(min(out.numel(), CACHE_BLOCK), dtype=out.dtype, device=out.device)
+        if len(models) > 1
+        else None
+    )
+    for start, stop in blocks:  # every pass over one block, then the next: the operands stay in cache
+        part = out[start:stop]
+        _combine_block(
+            part,
+            [model[start:stop] for model in models],
+            weights,
+            None if base is None else base[start:stop],
+            part if scratch is None else scratch[: stop - start],
+            normalize=normalize,
+            lambda_=lambda_,
+        )
+
+
+def _combine_block(
+    out: torch.Tensor,
+    models: list[torch.Tensor],
+    weights: list[float],
+    base: torch.Tensor | None,
+    scratch: torch.Tensor,
+    *,
+    normalize: bool,
+    lambda_: float,
+) -> None:
+    """:func:`combine_models_into` on one block, with ``scratch`` its size (``out`` itself for one model)."""
     for i, (model, weight) in enumerate(zip(models, weights, strict=True)):
         term = out if i == 0 else scratch
         if base is not None:
