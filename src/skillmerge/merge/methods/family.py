@@ -51,6 +51,7 @@ from skillmerge.merge.methods.task_arithmetic import (
     GeneralizedParams,
     TaskArithmeticParams,
     checked_model_params,
+    combine_deltas_into,
     combine_models_into,
     combine_task_vectors,
     per_model_params,
@@ -130,8 +131,20 @@ class Variant:
                 lambda_=params.lambda_,
             )
 
+        def into(start: int, stop: int, out: torch.Tensor) -> None:
+            deltas = [s.apply(slices.delta(i, start, stop)) for i, s in enumerate(sparsifiers)]
+            combine_deltas_into(
+                out,
+                slices.base(start, stop),
+                deltas,
+                weights,
+                normalize=params.normalize,
+                lambda_=params.lambda_,
+            )
+
         return SliceMerge(
             merge,
+            into=None if self.consensus else into,
             align=max((s.align for s in sparsifiers), default=KEEP_ALL.align),
             inputs_checked=bool(sparsifiers) and all(s.checked for s in sparsifiers),
         )

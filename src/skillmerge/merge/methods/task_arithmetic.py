@@ -133,6 +133,34 @@ def combine_task_vectors(
     return base + mixed
 
 
+def combine_deltas_into(
+    out: torch.Tensor,
+    base: torch.Tensor,
+    deltas: list[torch.Tensor],
+    weights: list[float],
+    *,
+    normalize: bool,
+    lambda_: float,
+) -> None:
+    """``out`` = :func:`combine_task_vectors` without consensus on fp32 τ_i', bitwise, in place: the same
+    sums from zero in the same order, with no temporaries. Scales the given ``deltas`` in place (the
+    streamed sparsifiers hand over fresh slices)."""
+    if len(deltas) != len(weights):
+        raise UsageError(f"{len(weights)} weights for {len(deltas)} task vectors")
+    if not deltas:
+        out.copy_(base)
+        return
+    out.zero_()
+    for delta, weight in zip(deltas, weights, strict=True):
+        out += delta.mul_(weight)
+    total = sum(weights)
+    if normalize and abs(total) >= 1e-8:
+        out /= total
+    if lambda_ != 1:
+        out *= lambda_
+    out += base
+
+
 def combine_models_into(
     out: torch.Tensor,
     models: list[torch.Tensor],
