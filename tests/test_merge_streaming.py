@@ -123,9 +123,6 @@ def assert_bitwise(got: torch.Tensor, want: torch.Tensor) -> None:
     assert not bool(differ.any()), f"{int(differ.sum())} of {got.numel()} entries differ"
 
 
-CONSENSUS = {"ties", "dare_ties", "breadcrumbs_ties", "della"}  # TIES sign election: no in-place form
-
-
 @pytest.mark.parametrize("name", STREAMED)
 @pytest.mark.parametrize(
     "densities",
@@ -141,10 +138,8 @@ def test_streamed_equals_whole_tensor_bitwise(name: str, densities: list[float],
     params = _method_params(name, None)
     model_params = _model_params(name, densities)
     want = whole(name, tensors, weights, params, model_params)
-    # without consensus (DARE, DELLA linear) the combination is also written in place: the same bits
-    modes = [False] if get_method(name).streamed is None or name in CONSENSUS else [False, True]
     for slice_elements in (64, 53 * 3, 10**6):  # many partial slices, whole rows, one slice
-        for in_place in modes:
+        for in_place in (False, True):  # merge(), and the in-place form: the same bits
             got = streamed(name, tensors, weights, params, model_params, slice_elements, in_place)
             assert_bitwise(got, want)
 

@@ -138,13 +138,14 @@ class Variant:
                 slices.base(start, stop),
                 deltas,
                 weights,
+                consensus=self.consensus,
                 normalize=params.normalize,
                 lambda_=params.lambda_,
             )
 
         return SliceMerge(
             merge,
-            into=None if self.consensus else into,
+            into=into,
             align=max((s.align for s in sparsifiers), default=KEEP_ALL.align),
             inputs_checked=bool(sparsifiers) and all(s.checked for s in sparsifiers),
         )

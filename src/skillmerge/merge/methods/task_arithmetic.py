@@ -139,16 +139,26 @@ def combine_deltas_into(
     deltas: list[torch.Tensor],
     weights: list[float],
     *,
+    consensus: bool,
     normalize: bool,
     lambda_: float,
 ) -> None:
-    """``out`` = :func:`combine_task_vectors` without consensus on fp32 τ_i', bitwise, in place: the same
-    sums from zero in the same order, with no temporaries. Scales the given ``deltas`` in place (the
-    streamed sparsifiers hand over fresh slices)."""
+    """``out`` = :func:`combine_task_vectors` on fp32 τ_i', bitwise, in place: without consensus the same
+    sums from zero in the same order, with no temporaries (scaling the given ``deltas`` in place: the
+    streamed sparsifiers hand over fresh slices); with consensus the disjoint sum, then θ_base + λ·m
+    written straight into ``out``."""
     if len(deltas) != len(weights):
         raise UsageError(f"{len(weights)} weights for {len(deltas)} task vectors")
     if not deltas:
         out.copy_(base)
+        return
+    if consensus:
+        mixed, divisor = disjoint_sum(deltas, weights, with_divisor=normalize)
+        if divisor is not None:
+            mixed /= torch.where(divisor == 0, 1.0, divisor)
+        if lambda_ != 1:
+            mixed *= lambda_
+        torch.add(base, mixed, out=out)
         return
     out.zero_()
     for delta, weight in zip(deltas, weights, strict=True):
