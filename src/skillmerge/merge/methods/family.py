@@ -120,28 +120,16 @@ class Variant:
         sparsifiers = [self.streamed_sparsify(slices, i, m, params, stream) for i, m in enumerate(models)]
         weights = list(slices.weights)
 
+        options = {"consensus": self.consensus, "normalize": params.normalize, "lambda_": params.lambda_}
+
+        def sparsified(start: int, stop: int) -> list[torch.Tensor]:
+            return [s.apply(slices.delta(i, start, stop)) for i, s in enumerate(sparsifiers)]
+
         def merge(start: int, stop: int) -> torch.Tensor:
-            deltas = [s.apply(slices.delta(i, start, stop)) for i, s in enumerate(sparsifiers)]
-            return combine_task_vectors(
-                slices.base(start, stop),
-                deltas,
-                weights,
-                consensus=self.consensus,
-                normalize=params.normalize,
-                lambda_=params.lambda_,
-            )
+            return combine_task_vectors(slices.base(start, stop), sparsified(start, stop), weights, **options)
 
         def into(start: int, stop: int, out: torch.Tensor) -> None:
-            deltas = [s.apply(slices.delta(i, start, stop)) for i, s in enumerate(sparsifiers)]
-            combine_deltas_into(
-                out,
-                slices.base(start, stop),
-                deltas,
-                weights,
-                consensus=self.consensus,
-                normalize=params.normalize,
-                lambda_=params.lambda_,
-            )
+            combine_deltas_into(out, slices.base(start, stop), sparsified(start, stop), weights, **options)
 
         return SliceMerge(
             merge,

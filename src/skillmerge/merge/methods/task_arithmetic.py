@@ -96,6 +96,14 @@ def checked_model_params(name: str, given: list[BaseModel], count: int, schema: 
     return checked
 
 
+def _disjoint_mix(deltas: list[torch.Tensor], weights: list[float], normalize: bool) -> torch.Tensor:
+    """The TIES disjoint sum m, ÷ d where d ≠ 0 with ``normalize``."""
+    mixed, divisor = disjoint_sum(deltas, weights, with_divisor=normalize)
+    if divisor is not None:
+        mixed /= torch.where(divisor == 0, 1.0, divisor)
+    return mixed
+
+
 def combine_task_vectors(
     base: torch.Tensor,
     deltas: list[torch.Tensor],
@@ -111,9 +119,7 @@ def combine_task_vectors(
     if not deltas:
         return base.clone()
     if consensus:
-        mixed, divisor = disjoint_sum(deltas, weights, with_divisor=normalize)
-        if divisor is not None:
-            mixed /= torch.where(divisor == 0, 1.0, divisor)
+        mixed = _disjoint_mix(deltas, weights, normalize)
     elif half_precision(base):
         # mergekit's order: the weights rounded to the dtype, one reduction over the stacked products
         scale = torch.tensor(weights, dtype=base.dtype, device=base.device).view(-1, *[1] * base.dim())
@@ -153,9 +159,7 @@ def combine_deltas_into(
         out.copy_(base)
         return
     if consensus:
-        mixed, divisor = disjoint_sum(deltas, weights, with_divisor=normalize)
-        if divisor is not None:
-            mixed /= torch.where(divisor == 0, 1.0, divisor)
+        mixed = _disjoint_mix(deltas, weights, normalize)
         if lambda_ != 1:
             mixed *= lambda_
         torch.add(base, mixed, out=out)
