@@ -10,6 +10,8 @@ alternating (ours, mergekit, ours, mergekit, ...), on the same machine. Per chil
     I/O floor  = seconds for a plain streaming copy of the same bytes: read every input weight file in
                  16 MiB chunks and write as many bytes as the merge output (no compute, no fsync)
     floor frac = floor seconds / our merge seconds   (1.0 = we run at disk/page-cache speed)
+    cores      = CPU seconds (user + system, all threads; os.wait4) / wall seconds of a tool's fastest run:
+                 how many of the machine's cores it kept busy
 
 Cases: (a) SmolLM2-135M imported from the packaged GGUF (fp32) + 2 perturbed copies as skill models,
 3 inputs, task_arithmetic / ties / dare_ties; (b) a synthetic bf16 Llama (~1B parameters by default) in
@@ -233,7 +235,8 @@ for line in sys.stdin:
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     reply = {"wall_s": time.perf_counter() - start, "rc": os.waitstatus_to_exitcode(status),
-             "maxrss_kib": usage.ru_maxrss, "tail": output.decode(errors="replace")[-3000:]}
+             "maxrss_kib": usage.ru_maxrss, "cpu_s": usage.ru_utime + usage.ru_stime,
+             "tail": output.decode(errors="replace")[-3000:]}
     print(json.dumps(reply), flush=True)
 """
 _launcher: subprocess.Popen[str] | None = None
@@ -249,7 +252,8 @@ def start_launcher() -> None:
 
 
 def timed_child(cmd: list[str]) -> dict[str, float]:
-    """Run ``cmd`` through the launcher; wall seconds and the child's own peak RSS (os.wait4 rusage)."""
+    """Run ``cmd`` through the launcher: wall seconds, and the child's own peak RSS and CPU seconds (user +
+    system, all its threads) from os.wait4's rusage."""
     start_launcher()
     assert _launcher is not None and _launcher.stdin is not None and _launcher.stdout is not None
     _launcher.stdin.write(json.dumps(cmd) + "\n")
@@ -257,7 +261,7 @@ def timed_child(cmd: list[str]) -> dict[str, float]:
     reply = json.loads(_launcher.stdout.readline())
     if reply["rc"] != 0:
         raise RuntimeError(f"{cmd[0]} failed ({reply['rc']}):\n{reply['tail']}")
-    return {"wall_s": reply["wall_s"], "peak_rss_bytes": reply["maxrss_kib"] * 1024}
+    return {"wall_s": reply["wall_s"], "peak_rss_bytes": reply["maxrss_kib"] * 1024, "cpu_s": reply["cpu_s"]}
 
 
 def io_floor(inputs: list[Path], out_bytes: int, scratch: Path) -> float:
@@ -345,6 +349,10 @@ def bench_case(
     floor = min(io_floor(inputs, bytes_written, work / "floor.bin") for _ in range(2))
     ours = {k: min(r[k] for r in runs["ours"]) for k in ("wall_s", "peak_rss_bytes")}
     theirs = {k: min(r[k] for r in runs["mergekit"]) for k in ("wall_s", "peak_rss_bytes")}
+    for summary, tool in ((ours, "ours"), (theirs, "mergekit")):  # CPU of the fastest run, and its cores busy
+        fastest = min(runs[tool], key=lambda r: r["wall_s"])
+        summary["cpu_s"] = fastest["cpu_s"]
+        summary["cores_busy"] = fastest["cpu_s"] / fastest["wall_s"]
     merge_s = min(r["merge_s"] for r in runs["ours"])  # the merge alone, without interpreter start-up
     result = {
         "case": label,
@@ -444,6 +452,8 @@ def method_table(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "time_ratio": round(c["time_ratio"], 3),
             "rss_ratio": round(c["rss_ratio"], 3),
             "floor_fraction": round(c["floor_fraction"], 3),
+            "ours_cores_busy": round(c["ours"]["cores_busy"], 2),
+            "mergekit_cores_busy": round(c["mergekit"]["cores_busy"], 2),
             "max_abs_diff": c["parity"]["max_abs_diff"],
             "parity_comparable": c["parity"]["comparable"],
         }
@@ -452,17 +462,21 @@ def method_table(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def print_table(rows: list[dict[str, Any]], label: str) -> None:
-    print(f"\nper method ({label}; ratios are ours ÷ mergekit, floor = I/O floor ÷ our merge time)")
+    print(
+        f"\nper method ({label}; ratios are ours ÷ mergekit, floor = I/O floor ÷ our merge time, "
+        "cores = CPU seconds ÷ wall seconds of each tool's fastest run)"
+    )
     print(
         f"{'method':<17} {'ours s':>7} {'mk s':>7} {'ours GiB':>8} {'mk GiB':>7} "
-        f"{'time ×':>7} {'RSS ×':>6} {'floor':>6} {'max|Δ|':>9}"
+        f"{'time ×':>7} {'RSS ×':>6} {'floor':>6} {'cores':>5} {'mk cores':>8} {'max|Δ|':>9}"
     )
     for r in rows:
         note = "" if r["parity_comparable"] else " (random)"
         print(
             f"{r['method']:<17} {r['ours_s']:>7.2f} {r['mergekit_s']:>7.2f} {r['ours_rss_gib']:>8.2f} "
             f"{r['mergekit_rss_gib']:>7.2f} {r['time_ratio']:>7.2f} {r['rss_ratio']:>6.2f} "
-            f"{r['floor_fraction']:>6.0%} {r['max_abs_diff']:>9.2e}{note}"
+            f"{r['floor_fraction']:>6.0%} {r['ours_cores_busy']:>5.2f} {r['mergekit_cores_busy']:>8.2f} "
+            f"{r['max_abs_diff']:>9.2e}{note}"
         )
 
 
